@@ -1,0 +1,123 @@
+"""Map torchvision / mmpretrain / mmdet MobileNetV2 checkpoints onto mmdet's key layout.
+
+mmdet's layout (which :class:`TruncatedMobileNetV2` uses) names a stage ``layer{s}`` and a
+block's convs ``expand_conv`` / ``depthwise_conv`` / ``linear_conv``, each an mmcv
+``ConvModule`` with ``.conv`` and ``.bn``. The stem is ``conv1`` and the 1280-channel
+conv ``conv2``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Mapping, Sequence
+
+from torch import Tensor
+
+# Names of a block's ConvModules, in order, with and without the 1x1 expansion.
+_BLOCK_CONVS = {True: ('expand_conv', 'depthwise_conv', 'linear_conv'),
+                False: ('depthwise_conv', 'linear_conv')}
+
+
+def _block_table(arch: Sequence[Sequence[int]]) -> list[tuple[str, bool]]:
+    """``[(f'layer{s}.{b}', has_expand_conv)]`` for every block, in network order."""
+    return [(f'layer{s + 1}.{b}', expand_ratio != 1)
+            for s, (expand_ratio, _, num_blocks, _) in enumerate(arch)
+            for b in range(num_blocks)]
+
+
+def _from_torchvision(key: str, blocks: list[tuple[str, bool]]) -> str | None:
+    """``features.i...`` -> mmdet name; ``None`` for keys of the classifier.
+
+    Keys outside MobileNetV2's layout are returned unchanged, so that they are reported
+    as unexpected.
+    """
+    if key.startswith('classifier.'):
+        return None
+    m = re.fullmatch(r'features\.(\d+)\.(\d)\.(.+)', key)
+    if m and int(m.group(1)) in (0, len(blocks) + 1) and int(m.group(2)) < 2:
+        # Stem / final 1x1 conv: Conv2d, BN, ReLU6.
+        module = 'conv1' if int(m.group(1)) == 0 else 'conv2'
+        return f'{module}.{("conv", "bn")[int(m.group(2))]}.{m.group(3)}'
+    # Inside a torchvision block `conv` is a Sequential: [Conv-BN-ReLU6 (expand)],
+    # Conv-BN-ReLU6 (depthwise), Conv2d (project), BN (project).
+    m = re.fullmatch(r'features\.(\d+)\.conv\.(\d+)\.(?:([01])\.)?(.+)', key)
+    if m is None or not 1 <= int(m.group(1)) <= len(blocks):
+        return key
+    prefix, expand = blocks[int(m.group(1)) - 1]
+    i, j, param = int(m.group(2)), m.group(3), m.group(4)
+    convs = _BLOCK_CONVS[expand]
+    last = len(convs) - 1  # index of the projection Conv2d; its BN is last + 1
+    if i < last and j is not None:
+        return f'{prefix}.{convs[i]}.{("conv", "bn")[int(j)]}.{param}'
+    if last <= i <= last + 1 and j is None:
+        return f'{prefix}.linear_conv.{("conv", "bn")[i - last]}.{param}'
+    return key
+
+
+def _from_mmpretrain(key: str, blocks: dict[str, bool]) -> str:
+    """``layer{s}.{b}.conv.{i}.*`` (mmpretrain) -> mmdet name; other keys are shared."""
+    m = re.fullmatch(r'(layer\d+\.\d+)\.conv\.(\d+)\.(.+)', key)
+    if m is None or m.group(1) not in blocks:
+        return key
+    prefix, i, rest = m.group(1), int(m.group(2)), m.group(3)
+    convs = _BLOCK_CONVS[blocks[prefix]]
+    return f'{prefix}.{convs[i]}.{rest}' if i < len(convs) else key
+
+
+def convert_mobilenet_v2_keys(
+        state_dict: Mapping[str, Tensor],
+        arch: Sequence[Sequence[int]],
+        num_kept_stages: int,
+        prefix: str | None = None) -> tuple[dict[str, Tensor], list[str]]:
+    """Convert a MobileNetV2 checkpoint to mmdet names and drop truncated layers.
+
+    Args:
+        state_dict: A torchvision, mmdet or mmpretrain MobileNetV2 state dict, possibly
+            wrapped as ``{'state_dict': ...}`` or prefixed with ``module.``.
+        arch: The full MobileNetV2 arch table (all stages, before truncation).
+        num_kept_stages: Stages kept; later stages and ``conv2`` are dropped.
+        prefix: Only keys under this prefix are used (e.g. ``'backbone.'`` for a whole
+            detector checkpoint); ``None`` detects the layout.
+
+    Returns:
+        The converted state dict and the original names of the dropped keys (truncated
+        layers and classifier).
+    """
+    if isinstance(state_dict.get('state_dict'), Mapping):
+        state_dict = state_dict['state_dict']
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    blocks = _block_table(arch)
+    dropped: list[str] = []
+
+    if prefix is None and any(k.startswith('backbone.') for k in state_dict):
+        # An mmpretrain ImageClassifier: backbone + (parameter-free neck) + head.
+        prefix = 'backbone.'
+        dropped += [k for k in state_dict if k.startswith(('head.', 'neck.'))]
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(('head.', 'neck.'))}
+    if prefix is not None:
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not state_dict:
+            raise ValueError(f'the checkpoint has no key starting with prefix={prefix!r}')
+
+    converted: dict[str, tuple[str, Tensor]] = {}
+    if any(k.startswith('features.') for k in state_dict):
+        for key, value in state_dict.items():
+            name = _from_torchvision(key, blocks)
+            if name is None:
+                dropped.append(key)
+            else:
+                converted[name] = (key, value)
+    else:
+        expand_of = dict(blocks)
+        converted = {_from_mmpretrain(k, expand_of): (k, v) for k, v in state_dict.items()}
+
+    kept_stages = {f'layer{s}.' for s in range(1, num_kept_stages + 1)}
+    out: dict[str, Tensor] = {}
+    for name, (original, value) in converted.items():
+        removed = name.startswith('conv2.') or (
+            name.startswith('layer') and not any(name.startswith(p) for p in kept_stages))
+        if removed:
+            dropped.append(original)
+        else:
+            out[name] = value
+    return out, sorted(dropped)

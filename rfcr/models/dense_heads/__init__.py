@@ -1,0 +1,3 @@
+from .yoloret_head import YOLOReTHead
+
+__all__ = ['YOLOReTHead']

@@ -1,0 +1,3 @@
+from .resize import max_pool_to, upsample_to
+
+__all__ = ['max_pool_to', 'upsample_to']

@@ -1,0 +1,34 @@
+"""Install rfcr: ``pip install -e '.[dev]'`` (``make setup`` does this inside .venv)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path(__file__).with_name('rfcr').joinpath('version.py').read_text(), version)
+
+setup(
+    name='rfcr',
+    version=version['__version__'],
+    description='YOLO-ReT backbone truncation and the RFCR neck for MMDetection',
+    long_description=Path(__file__).with_name('README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=find_packages(include=['rfcr', 'rfcr.*']),
+    include_package_data=True,
+    install_requires=[
+        'torch>=2.0',
+        'torchvision',
+        'mmengine>=0.10.0,<1.0',
+        'mmcv>=2.0.0rc4,<2.2.0',
+        'mmdet>=3.3.0,<3.4.0',
+        'numpy',
+    ],
+    extras_require={
+        'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+    ],
+)

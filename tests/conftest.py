@@ -1,0 +1,26 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import rfcr  # noqa: F401  (registers the modules)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+def randomize_bn_stats(model: torch.nn.Module) -> None:
+    """Give every BN layer non-trivial statistics and affine parameters."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
