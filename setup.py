@@ -27,6 +27,16 @@ setup(
     extras_require={
         'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6'],
     },
+    entry_points={
+        'console_scripts': [
+            'rfcr-train = rfcr.tools.train:main',
+            'rfcr-test = rfcr.tools.test:main',
+            'rfcr-make-data = rfcr.datasets.synthetic:main',
+            'rfcr-bench = rfcr.tools.bench:main',
+            'rfcr-summary = rfcr.tools.summary:main',
+            'rfcr-export = rfcr.tools.export:main',
+        ],
+    },
     classifiers=[
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',

@@ -1,0 +1,32 @@
+"""``rfcr-test``: mmdet's ``tools/test.py`` with rfcr imported and safe checkpoint loading."""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from .train import add_common_args, build_runner, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description='Test a detector (mmdet tools/test.py + rfcr)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='dump predictions to this pickle file')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+
+    from rfcr.engine.checkpoint import mmengine_checkpoint_loading
+    runner = build_runner(cfg)
+    if args.out is not None:
+        from mmdet.evaluation import DumpDetResults
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out must be a .pkl or .pickle file, got {args.out!r}')
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    with mmengine_checkpoint_loading():
+        return runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,92 @@
+"""``rfcr-train``: mmdet's ``tools/train.py`` with rfcr imported, safe checkpoint loading and
+distributed training that also works on CPU (gloo)."""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+from typing import Sequence
+
+from mmengine.config import Config, DictAction
+
+LAUNCHERS = ('none', 'pytorch', 'slurm')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs merged into it, e.g. '
+        'model.backbone.init_cfg.checkpoint=/path/to/mobilenet_v2.pth')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config with CLI overrides, a work dir and the launcher, as mmdet's tools do."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    import rfcr  # noqa: F401  (registers rfcr's modules even without custom_imports)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """Build mmengine's Runner; on CPU, distributed runs use gloo and a CPU-aware DDP."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    from rfcr.engine.distributed import init_cpu_distributed
+    from rfcr.models.utils import check_channels
+
+    if init_cpu_distributed(cfg.launcher):
+        wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+        wrapper['type'] = 'CPUAwareDistributedDataParallel'
+        cfg.model_wrapper_cfg = wrapper
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    check_channels(runner.model)
+    return runner
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description='Train a detector (mmdet tools/train.py + rfcr)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--auto-scale-lr', action='store_true', help='scale LR by batch size')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint, or (no value) from the latest in the work dir')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    cfg = load_config(args)
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    from rfcr.engine.checkpoint import mmengine_checkpoint_loading
+    runner = build_runner(cfg)
+    with mmengine_checkpoint_loading():
+        runner.train()
+
+
+if __name__ == '__main__':
+    main()
