@@ -25,7 +25,9 @@ setup(
         'numpy',
     ],
     extras_require={
-        'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6'],
+        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
+        'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6',
+                'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
     },
     entry_points={
         'console_scripts': [
