@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import re
 from typing import Iterator
 
 import numpy as np
@@ -72,13 +73,16 @@ def mmengine_checkpoint_loading() -> Iterator[None]:
         try:
             yield
         except pickle.UnpicklingError as e:
-            lines = str(e).splitlines()
-            reason = next((line for line in lines if line.strip() and 'WeightsUnpickler' not in
-                           line and lines.index(line) > 0 and 'weights_only' not in line),
-                          lines[0])
             raise ValueError(
                 'checkpoint refused: it holds objects outside the allow-list of mmengine '
                 'checkpoints (tensors, containers, numpy arrays/scalars, HistoryBuffer): '
-                f'{reason.strip()}. Only load checkpoints you trust; '
+                f'{_unpickler_reason(str(e))}. Only load checkpoints you trust; '
                 'torch.serialization.get_unsafe_globals_in_checkpoint(path) lists what one holds.'
             ) from e
+
+
+def _unpickler_reason(message: str) -> str:
+    """The line of torch's weights_only error that says what was refused."""
+    match = re.search(r'WeightsUnpickler error: (.*?)(?: was not an allowed global by '
+                      r'default|\. Please use|$)', message, re.MULTILINE)
+    return match.group(1).strip() if match else message.splitlines()[0]

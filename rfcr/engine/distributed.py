@@ -17,9 +17,10 @@ import torch
 import torch.distributed as dist
 from mmengine.model import MMDistributedDataParallel
 
-from mmdet.registry import MODEL_WRAPPERS
+from mmengine.registry import MODEL_WRAPPERS
 
 
+# Registered in mmengine's root registry: Runner.wrap_model looks the type up there.
 @MODEL_WRAPPERS.register_module()
 class CPUAwareDistributedDataParallel(MMDistributedDataParallel):
     """mmengine's DDP wrapper; ``device_ids``/``output_device`` are dropped for CPU modules."""
