@@ -1,5 +1,8 @@
-"""Training-side additions: hooks, CPU-aware distributed wrapper, safe checkpoint loading."""
+"""Training-side additions: hooks, optimizer wrapper, CPU-aware DDP, safe checkpoint loading."""
+from .checkpoint import mmengine_checkpoint_loading
 from .distributed import CPUAwareDistributedDataParallel
-from .hooks import FreezeBackboneHook
+from .hooks import ChannelsLastHook, FreezeBackboneHook
+from .optim import AutocastOptimWrapper
 
-__all__ = ['CPUAwareDistributedDataParallel', 'FreezeBackboneHook']
+__all__ = ['AutocastOptimWrapper', 'CPUAwareDistributedDataParallel', 'ChannelsLastHook',
+           'FreezeBackboneHook', 'mmengine_checkpoint_loading']

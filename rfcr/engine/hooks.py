@@ -1,6 +1,7 @@
 """Training-schedule hooks."""
 from __future__ import annotations
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -61,3 +62,18 @@ class FreezeBackboneHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         self._apply(runner)
+
+
+@HOOKS.register_module()
+class ChannelsLastHook(Hook):
+    """Keep the model's 4-D parameters and buffers in ``channels_last`` memory format.
+
+    Convolutions then produce channels_last outputs, which oneDNN (CPU) and cuDNN run
+    faster for MobileNet-style networks. The model's outputs are unchanged.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model.to(memory_format=torch.channels_last)

@@ -60,7 +60,8 @@ def build_runner(cfg: Config):
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description='Train a detector (mmdet tools/train.py + rfcr)')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (float16 AMP on CUDA, bfloat16 autocast on CPU)')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale LR by batch size')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
@@ -69,8 +70,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_config(args)
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+        import torch
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+        else:  # mmengine's AmpOptimWrapper needs CUDA; bfloat16 autocast works on CPU
+            cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+            cfg.optim_wrapper.dtype = 'bfloat16'
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
