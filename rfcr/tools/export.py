@@ -2,10 +2,11 @@
 folded for inference and checked against PyTorch with ONNX Runtime.
 
     rfcr-export CONFIG OUT.onnx [--checkpoint CKPT] [--shape H W] [--batch N]
-                [--dynamic] [--deploy] [--verify] [--neck] [--opset 17]
+                [--dynamic] [--deploy] [--verify] [--neck [I]] [--opset 17]
 
 The graph's input is the preprocessed image batch (after mmdet's ``DetDataPreprocessor``:
 BGR -> RGB, normalized, padded), its outputs the head's raw maps (no decoding, no NMS).
+With ``--neck``, the inputs are the feature maps the neck receives.
 """
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--verify', action='store_true',
                         help='compare ONNX Runtime with PyTorch on random inputs (several '
                         f'sizes with --dynamic); fail above {TOLERANCE:g}')
-    parser.add_argument('--neck', action='store_true',
-                        help="export the config's neck alone; its inputs are the backbone's "
-                        'feature maps')
+    parser.add_argument('--neck', nargs='?', const='all', metavar='I',
+                        help="export the config's neck alone, or module I of a list neck "
+                        '(0: RFCR in the YOLO-ReT configs); its inputs are the feature maps '
+                        'it receives')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 17)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
@@ -51,6 +53,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f'--shape must be at least 32 32, got {" ".join(map(str, args.shape))}')
     if args.opset < 17:
         parser.error(f'--opset must be >= 17, got {args.opset}')
+    if args.neck not in (None, 'all') and not args.neck.isdigit():
+        parser.error(f'--neck takes no value or a module index, got {args.neck!r}')
     return args
 
 
@@ -65,11 +69,41 @@ def verify_shapes(batch: int, height: int, width: int, dynamic: bool
     return shapes
 
 
-def _inputs(model: nn.Module, images: Tensor, neck: bool) -> tuple[Tensor, ...]:
-    if not neck:
-        return (images, )
-    with torch.no_grad():
-        return tuple(model.backbone(images))
+class _Part:
+    """What is exported of a detector: all of it, its neck, or module ``I`` of its list
+    neck; and the inputs that part receives for an image batch."""
+
+    def __init__(self, model: nn.Module, neck: Optional[str], config: str) -> None:
+        self.neck = neck
+        if neck is None:
+            return
+        necks = getattr(model, 'neck', None)
+        if necks is None:
+            raise SystemExit(f'rfcr-export: --neck, but {config} has no neck')
+        if neck != 'all' and not (isinstance(necks, nn.Sequential)
+                                  and int(neck) < len(necks)):
+            count = len(necks) if isinstance(necks, nn.Sequential) else 'a single'
+            raise SystemExit(f'rfcr-export: --neck {neck}, but {config} has {count} neck '
+                             'module(s)')
+
+    def module(self, model: nn.Module) -> nn.Module:
+        from rfcr.deploy.export import detector_wrapper, neck_wrapper
+        if self.neck is None:
+            return detector_wrapper(model)
+        return neck_wrapper(model.neck if self.neck == 'all' else model.neck[int(self.neck)])
+
+    def inputs(self, model: nn.Module, images: Tensor) -> tuple[Tensor, ...]:
+        if self.neck is None:
+            return (images, )
+        with torch.no_grad():
+            feats = model.backbone(images)
+            for m in (list(model.neck)[:int(self.neck)] if self.neck != 'all' else ()):
+                feats = m(feats)
+        return tuple(feats)
+
+    def __str__(self) -> str:
+        return ('detector head outputs' if self.neck is None
+                else 'neck' if self.neck == 'all' else f'neck module {self.neck}')
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
@@ -83,37 +117,30 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     """
     args = _parse_args(argv)
     from rfcr.deploy import switch_to_deploy
-    from rfcr.deploy.export import (detector_wrapper, export_onnx, load_detector,
-                                    neck_wrapper, odd_pyramid_size, onnx_op_counts,
-                                    verify_onnx)
+    from rfcr.deploy.export import (export_onnx, load_detector, odd_pyramid_size,
+                                    onnx_op_counts, verify_onnx)
 
     model = load_detector(args.config, args.checkpoint, args.cfg_options)
     if args.checkpoint is None:
         print('rfcr-export: no --checkpoint, exporting random weights')
-    if args.neck and getattr(model, 'neck', None) is None:
-        raise SystemExit(f'rfcr-export: --neck, but {args.config} has no neck')
-    wrap = neck_wrapper if args.neck else detector_wrapper
-    original = wrap(model.neck if args.neck else model)
-    exported = original
+    part = _Part(model, args.neck, args.config)
+    original = exported = part.module(model)
     if args.deploy:
-        folded = switch_to_deploy(copy.deepcopy(model))
-        exported = wrap(folded.neck if args.neck else folded)
+        exported = part.module(switch_to_deploy(copy.deepcopy(model)))
 
     height, width = args.shape
     if args.dynamic:  # trace where every shape-dependent branch takes its general path
         height, width = odd_pyramid_size(height), odd_pyramid_size(width)
-    example = _inputs(model, torch.randn(args.batch, 3, height, width), args.neck)
-    input_names = ([f'feat{i}' for i in range(len(example))] if args.neck else ['input'])
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
+    example = part.inputs(model, torch.randn(args.batch, 3, height, width))
+    input_names = [f'feat{i}' for i in range(len(example))] if args.neck else ['input']
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     input_names, output_names = export_onnx(exported, example, args.out,
                                             input_names=input_names, dynamic=args.dynamic,
                                             opset=args.opset)
     op_counts = onnx_op_counts(args.out)
     print(f'rfcr-export: wrote {args.out} (opset {args.opset}, '
           f'{"dynamic" if args.dynamic else "static"} shapes, '
-          f'{"deploy-folded" if args.deploy else "unfolded"}, '
-          f'{"neck" if args.neck else "detector head outputs"})')
+          f'{"deploy-folded" if args.deploy else "unfolded"}, {part})')
     print(f'  inputs:  {", ".join(f"{n} {tuple(x.shape)}" for n, x in zip(input_names, example))}'
           + (' (traced; batch, height and width are dynamic)' if args.dynamic else ''))
     print(f'  outputs: {", ".join(output_names)}')
@@ -124,7 +151,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     if not args.verify:
         return summary
 
-    input_sets = [_inputs(model, torch.randn(n, 3, h, w), args.neck)
+    input_sets = [part.inputs(model, torch.randn(n, 3, h, w))
                   for n, h, w in verify_shapes(args.batch, *args.shape, args.dynamic)]
     references = {'PyTorch': original}
     if args.deploy:

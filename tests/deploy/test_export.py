@@ -95,22 +95,31 @@ def test_rfcr_export_detector_dynamic(checkpoint, deploy, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_rfcr_export_neck_static(checkpoint, tmp_path):
+@pytest.mark.parametrize('neck, dynamic, shapes', [
+    (['--neck'], False, ((1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))),
+    (['--neck', '0'], True, ((1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))),
+    (['--neck', '1'], False, ((1, 120, 12, 12), (1, 168, 6, 6), (1, 216, 3, 3))),
+])
+def test_rfcr_export_neck(checkpoint, neck, dynamic, shapes, tmp_path):
     out = tmp_path / 'neck.onnx'
     summary = rfcr_export([str(CONFIG), str(out), '--checkpoint', checkpoint, '--shape', '96',
-                           '96', '--neck', '--deploy', '--verify'])
+                           '96', '--deploy', '--verify'] + neck + ['--dynamic'] * dynamic)
     assert summary['inputs'] == ['feat0', 'feat1', 'feat2']
-    (result, ) = summary['verify']['PyTorch']
-    assert result.input_shapes == ((1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))
-    assert result.max_abs_diff <= 1e-4
+    results = summary['verify']['PyTorch']
+    assert len(results) == (3 if dynamic else 1)
+    assert results[0].input_shapes == shapes
+    assert all(r.max_abs_diff <= 1e-4 for r in results)
     session = ort.InferenceSession(str(out))
-    assert [i.shape for i in session.get_inputs()] == [list(s) for s in result.input_shapes]
+    if not dynamic:
+        assert [i.shape for i in session.get_inputs()] == [list(s) for s in shapes]
 
 
 def test_rfcr_export_bad_arguments(tmp_path, capsys):
     for argv, message in ((['--shape', '16', '320'], '--shape must be at least 32 32'),
                           (['--opset', '13'], '--opset must be >= 17, got 13'),
-                          (['--batch', '0'], '--batch must be positive, got 0')):
+                          (['--batch', '0'], '--batch must be positive, got 0'),
+                          (['--neck', 'rfcr'], "--neck takes no value or a module index, "
+                                               "got 'rfcr'")):
         with pytest.raises(SystemExit):
             rfcr_export([str(CONFIG), str(tmp_path / 'x.onnx')] + argv)
         assert message in capsys.readouterr().err
