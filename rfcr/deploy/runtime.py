@@ -36,8 +36,8 @@ from torch import Tensor, nn
 from .export import DEFAULT_OPSET, export_onnx, ort_session
 from .fold import switch_to_deploy
 
-__all__ = ['Latency', 'format_latency_table', 'measure_deploy_latency', 'ort_runner',
-           'time_interleaved', 'torch_runner']
+__all__ = ['Latency', 'deploy_runners', 'format_latency_table', 'measure_deploy_latency',
+           'ort_runner', 'time_interleaved', 'torch_runner']
 
 RUNTIMES = ('torch', 'onnxruntime')
 
@@ -108,6 +108,57 @@ def time_interleaved(runners: Mapping[str, Callable[[], object]], warmup: int = 
     return [Latency(name, tuple(times[name])) for name in names]
 
 
+def deploy_runners(module: nn.Module,
+                   inputs: Sequence[Tensor],
+                   *,
+                   runtimes: Sequence[str] = RUNTIMES,
+                   channels_last: bool = True,
+                   threads: Optional[int] = None,
+                   opset: int = DEFAULT_OPSET,
+                   onnx_dir: Optional[str | os.PathLike] = None
+                   ) -> dict[str, Callable[[], object]]:
+    """Runners of ``module`` unfolded and folded (:func:`switch_to_deploy`), in PyTorch
+    eager (contiguous, and channels_last if asked) and in ONNX Runtime, by name:
+    ``eager``, ``eager channels_last``, ``eager deploy``, ``eager deploy channels_last``,
+    ``onnxruntime``, ``onnxruntime deploy`` (those of the ``runtimes`` asked).
+
+    Pass them, alone or merged with other runners, to :func:`time_interleaved`.
+
+    Args:
+        module: Called as ``module(*inputs)`` and returning a flat tuple of tensors, e.g.
+            :func:`~rfcr.deploy.export.detector_wrapper` of a detector. It is put in eval
+            mode and not otherwise modified: the folded variant is a copy.
+        inputs: The inputs every runner runs on (the ONNX graphs are exported static).
+        runtimes: Any of ``'torch'`` and ``'onnxruntime'``.
+        channels_last: Add the channels_last eager runners.
+        threads: Intra-op threads of the ONNX Runtime sessions (``None``: ORT's default).
+            PyTorch's are whatever ``torch.get_num_threads()`` is when the runners run.
+        opset: ONNX opset of the exported graphs.
+        onnx_dir: Where to keep the two ``.onnx`` files; by default they are written to a
+            temporary folder and removed once the sessions hold them.
+    """
+    runtimes = tuple(runtimes)
+    if not runtimes or not set(runtimes) <= set(RUNTIMES):
+        raise ValueError(f'runtimes must be a non-empty subset of {RUNTIMES}, got {runtimes!r}')
+    inputs = tuple(inputs)
+    module = module.eval()
+    variants = {'': module, ' deploy': switch_to_deploy(copy.deepcopy(module))}
+    runners: dict[str, Callable[[], object]] = {}
+    if 'torch' in runtimes:
+        for suffix, m in variants.items():
+            runners[f'eager{suffix}'] = torch_runner(m, inputs)
+            if channels_last:
+                runners[f'eager{suffix} channels_last'] = torch_runner(m, inputs, True)
+    if 'onnxruntime' in runtimes:
+        with tempfile.TemporaryDirectory() as tmp:
+            out_dir = os.fspath(onnx_dir) if onnx_dir is not None else tmp
+            for suffix, m in variants.items():
+                path = os.path.join(out_dir, f'model{suffix.replace(" ", "_")}.onnx')
+                export_onnx(m, inputs, path, opset=opset)
+                runners[f'onnxruntime{suffix}'] = ort_runner(ort_session(path, threads), inputs)
+    return runners
+
+
 def measure_deploy_latency(module: nn.Module,
                            inputs: Sequence[Tensor],
                            *,
@@ -118,55 +169,19 @@ def measure_deploy_latency(module: nn.Module,
                            threads: Optional[int] = None,
                            opset: int = DEFAULT_OPSET,
                            onnx_dir: Optional[str | os.PathLike] = None) -> list[Latency]:
-    """Latency of ``module`` unfolded and folded (:func:`switch_to_deploy`), in PyTorch
-    eager (contiguous, and channels_last if asked) and in ONNX Runtime, in one
-    interleaved run (:func:`time_interleaved`).
-
-    Rows, in order, for the runtimes asked: ``eager``, ``eager channels_last``,
-    ``eager deploy``, ``eager deploy channels_last``, ``onnxruntime``,
-    ``onnxruntime deploy``.
-
-    Args:
-        module: Called as ``module(*inputs)`` and returning a flat tuple of tensors, e.g.
-            :func:`~rfcr.deploy.export.detector_wrapper` of a detector. It is not
-            modified: the folded variant is a copy.
-        inputs: The inputs every variant runs on (static shapes are exported).
-        runtimes: Any of ``'torch'`` and ``'onnxruntime'``.
-        channels_last: Add the channels_last rows to the eager ones.
-        warmup: Untimed calls of each variant first.
-        runs: Timed calls of each variant.
-        threads: Intra-op threads of both PyTorch (``torch.set_num_threads``, restored
-            afterwards) and ONNX Runtime; ``None`` keeps each library's default.
-        opset: ONNX opset of the exported graphs.
-        onnx_dir: Where to write the two ``.onnx`` files; a temporary folder by default.
-    """
-    runtimes = tuple(runtimes)
-    if not runtimes or not set(runtimes) <= set(RUNTIMES):
-        raise ValueError(f'runtimes must be a non-empty subset of {RUNTIMES}, got {runtimes!r}')
-    inputs = tuple(inputs)
-    module = module.eval()
-    folded = switch_to_deploy(copy.deepcopy(module))
-    variants = {'': module, ' deploy': folded}
-    runners: dict[str, Callable[[], object]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        out_dir = os.fspath(onnx_dir) if onnx_dir is not None else tmp
-        if 'torch' in runtimes:
-            for suffix, m in variants.items():
-                runners[f'eager{suffix}'] = torch_runner(m, inputs)
-                if channels_last:
-                    runners[f'eager{suffix} channels_last'] = torch_runner(m, inputs, True)
-        if 'onnxruntime' in runtimes:
-            for suffix, m in variants.items():
-                path = os.path.join(out_dir, f'model{suffix.replace(" ", "_")}.onnx')
-                export_onnx(m, inputs, path, opset=opset)
-                runners[f'onnxruntime{suffix}'] = ort_runner(ort_session(path, threads), inputs)
-        previous_threads = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
-            return time_interleaved(runners, warmup, runs)
-        finally:
-            torch.set_num_threads(previous_threads)
+    """Time the :func:`deploy_runners` of ``module`` in one interleaved run
+    (:func:`time_interleaved`), with ``threads`` intra-op threads in both PyTorch
+    (restored afterwards) and ONNX Runtime (``None``: each library's default). The other
+    arguments are :func:`deploy_runners`'."""
+    runners = deploy_runners(module, inputs, runtimes=runtimes, channels_last=channels_last,
+                             threads=threads, opset=opset, onnx_dir=onnx_dir)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return time_interleaved(runners, warmup, runs)
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 def format_latency_table(rows: Sequence[Latency], baseline: Optional[str] = None) -> str:
