@@ -93,12 +93,13 @@ class ConvAct(nn.Module):
 
 def _fold_conv_module(module: ConvModule) -> nn.Module:
     """``ConvModule`` -> :class:`ConvAct`, or ``module`` unchanged when it cannot be folded
-    (a norm other than BN, BN without running statistics, or an order other than
-    conv -> norm -> act)."""
+    (a norm other than BN, BN without running statistics, an order other than
+    conv -> norm -> act, or spectral norm, which recomputes the weight at every call)."""
     present = {'conv': True, 'norm': module.with_norm, 'act': module.with_activation}
     order = [name for name in module.order if present[name]]
     if (order != [name for name in ('conv', 'norm', 'act') if present[name]]
-            or not isinstance(module.conv, _ConvNd)):
+            or not isinstance(module.conv, _ConvNd)
+            or getattr(module, 'with_spectral_norm', False)):
         return module
     conv = module.conv
     if module.with_norm:

@@ -81,6 +81,7 @@ def test_fold_bn_refuses_what_it_cannot_fold():
     (dict(norm_cfg=dict(type='GN', num_groups=2)), False),
     (dict(order=('norm', 'conv', 'act')), False),
     (dict(order=('conv', 'act', 'norm')), False),
+    (dict(with_spectral_norm=True), False),
 ])
 def test_conv_module(kwargs, folded):
     module = randomize(ConvModule(4, 4, 3, padding=1, **{'norm_cfg': dict(type='BN'),
