@@ -24,6 +24,7 @@ TOLERANCE = 1e-3  # largest accepted |ONNX Runtime - PyTorch|
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog='rfcr-export',
         description='Export a detector (raw head outputs) or its neck to ONNX')
     parser.add_argument('config', help='model config file')
     parser.add_argument('out', help='the .onnx file to write')
@@ -122,7 +123,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
     model = load_detector(args.config, args.checkpoint, args.cfg_options)
     if args.checkpoint is None:
-        print('rfcr-export: no --checkpoint, exporting random weights')
+        print('rfcr-export: no --checkpoint, exporting random weights (their outputs carry '
+              'little signal: verify a trained checkpoint)')
     part = _Part(model, args.neck, args.config)
     original = exported = part.module(model)
     if args.deploy:
