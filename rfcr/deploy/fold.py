@@ -215,6 +215,7 @@ class DeployRFCR(nn.Module):
         fused = fused - pooled if self.subtract_stride8 else fused + pooled
         fused = self.fuse_conv(fused)  # (N, fuse_channels, H16, W16)
 
+        # Redistribution, as in RFCR.forward (not a method of its own there to call).
         outs = []
         if 0 in self.out_indices:
             outs.append(torch.cat([x8, upsample_to(fused, x8.shape[-2:], 2, 'fused map')], 1))
