@@ -1,0 +1,9 @@
+"""Deployment: inference folding (:func:`switch_to_deploy`), ONNX export checked with ONNX
+Runtime (:mod:`rfcr.deploy.export`) and latency measurement (:mod:`rfcr.deploy.runtime`).
+
+Only the folding is imported here; the export and runtime modules need the ``deploy``
+extra (``onnx``, ``onnxruntime``).
+"""
+from .fold import ConvAct, DeployInvertedResidual, DeployRFCR, fold_bn, switch_to_deploy
+
+__all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'fold_bn', 'switch_to_deploy']

@@ -1,0 +1,269 @@
+"""ONNX export of a detector's raw head outputs (or of its neck alone), checked against
+PyTorch with ONNX Runtime.
+
+The graph is traced with torch's TorchScript-based exporter (``dynamo=False``): the
+exact-size resizes (:func:`rfcr.models.layers.max_pool_to`, ``upsample_to``) choose
+ceil- or floor-mode pooling from Python comparisons of shapes, which ``torch.export``
+turns into guards that a dynamic height and width cannot satisfy. The tracer records
+the branch taken and keeps every size read from a tensor dynamic. A dynamic graph is
+therefore traced at an input whose every pyramid level has an odd size
+(:func:`odd_pyramid_size`): there, each shape-dependent choice takes its ceil path,
+which is exact for every input size of a pyramid whose stride-2 stages output
+``ceil(n / 2)`` (padded 3x3 stride-2 convs: MobileNetV2, ResNet, ...).
+:func:`verify_onnx` checks the graph at other sizes, odd ones included.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'VerifyResult', 'detector_wrapper', 'export_onnx',
+           'load_detector', 'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
+           'ort_session', 'verify_onnx']
+
+DEFAULT_OPSET = 17
+
+
+def _flatten(outputs: Any) -> list[Tensor]:
+    if torch.is_tensor(outputs):
+        return [outputs]
+    if isinstance(outputs, (tuple, list)):
+        return [t for o in outputs for t in _flatten(o)]
+    raise TypeError(f'expected tensors or (nested) tuples / lists of tensors, '
+                    f'got {type(outputs).__name__}')
+
+
+class OnnxWrapper(nn.Module):
+    """``module`` as ONNX sees it: tensors in (positional), a flat tuple of tensors out.
+
+    Args:
+        module: The model or part.
+        call: How to call ``module`` on the tuple of input tensors; by default
+            ``module(*inputs)``. Nested tuples and lists in what it returns are flattened.
+    """
+
+    def __init__(self, module: nn.Module,
+                 call: Optional[Callable[[nn.Module, tuple[Tensor, ...]], Any]] = None
+                 ) -> None:
+        super().__init__()
+        self.module = module
+        self.call = call
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        out = self.call(self.module, inputs) if self.call else self.module(*inputs)
+        return tuple(_flatten(out))
+
+
+def _detector_tensor_mode(detector: nn.Module, inputs: tuple[Tensor, ...]) -> Any:
+    return detector(inputs[0], mode='tensor')
+
+
+def _neck_on_pyramid(neck: nn.Module, inputs: tuple[Tensor, ...]) -> Any:
+    return neck(list(inputs))
+
+
+def detector_wrapper(detector: nn.Module) -> OnnxWrapper:
+    """An mmdet detector's raw head outputs (``detector(x, mode='tensor')``, no decoding,
+    no NMS) for a preprocessed ``(N, 3, H, W)`` image batch, flattened: for YOLO-ReT the
+    prediction maps at strides 32, 16 and 8."""
+    return OnnxWrapper(detector, _detector_tensor_mode)
+
+
+def neck_wrapper(neck: nn.Module) -> OnnxWrapper:
+    """A neck (RFCR, or a list neck such as RFCR + YOLOReTNeck) on a pyramid of feature
+    maps passed as separate inputs."""
+    return OnnxWrapper(neck, _neck_on_pyramid)
+
+
+def odd_pyramid_size(size: int, max_stride: int = 32) -> int:
+    """The smallest ``n >= size`` whose feature maps at strides 2 .. ``max_stride / 2``
+    all have odd sizes (``n = 1 mod max_stride``), for a stride pyramid of padded 3x3
+    stride-2 convs (``ceil(n / 2)`` per stage).
+
+    Example:
+        >>> odd_pyramid_size(320), odd_pyramid_size(321), odd_pyramid_size(96)
+        (321, 321, 97)
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ValueError(f'size must be a positive int, got {size!r}')
+    return size + (1 - size) % max_stride
+
+
+def _names(prefix: str, count: int) -> list[str]:
+    return [f'{prefix}{i}' for i in range(count)]
+
+
+def _dynamic_axes(names: Sequence[str], tensors: Sequence[Tensor]) -> dict[str, dict[int, str]]:
+    axes = {}
+    for name, t in zip(names, tensors):
+        axes[name] = {0: 'batch'}
+        if t.dim() == 4:
+            axes[name].update({2: f'{name}_height', 3: f'{name}_width'})
+    return axes
+
+
+def export_onnx(module: nn.Module,
+                inputs: Sequence[Tensor],
+                path: str | os.PathLike,
+                *,
+                input_names: Optional[Sequence[str]] = None,
+                output_names: Optional[Sequence[str]] = None,
+                dynamic: bool = False,
+                opset: int = DEFAULT_OPSET) -> tuple[list[str], list[str]]:
+    """Export ``module`` (called as ``module(*inputs)``, returning a flat tuple of tensors,
+    e.g. an :class:`OnnxWrapper`) to ``path`` in eval mode and check the file with
+    ``onnx.checker``.
+
+    Args:
+        module: The module; it is put in eval mode and stays there.
+        inputs: Example inputs. With ``dynamic``, trace at sizes that take the general
+            path through shape-dependent code (see :func:`odd_pyramid_size`).
+        path: The ``.onnx`` file to write.
+        input_names: Graph input names; ``input0``, ``input1``, ... by default.
+        output_names: Graph output names; ``output0``, ... by default.
+        dynamic: Make the batch (axis 0), height and width (axes 2, 3 of 4-D tensors) of
+            every input and output dynamic.
+        opset: ONNX opset, at least 17.
+
+    Returns:
+        The input and output names.
+    """
+    import onnx
+
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
+        raise ValueError(f'opset must be an int >= 17, got {opset!r}')
+    inputs = tuple(inputs)
+    module.eval()
+    with torch.no_grad():
+        outputs = module(*inputs)
+    input_names = list(input_names or _names('input', len(inputs)))
+    output_names = list(output_names or _names('output', len(outputs)))
+    if len(input_names) != len(inputs) or len(output_names) != len(outputs):
+        raise ValueError(f'got {len(input_names)} input_names and {len(output_names)} '
+                         f'output_names for a module with {len(inputs)} inputs and '
+                         f'{len(outputs)} outputs')
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {**_dynamic_axes(input_names, inputs),
+                        **_dynamic_axes(output_names, outputs)}
+    with warnings.catch_warnings(), torch.no_grad():
+        # Input validation reads shapes in Python; verify_onnx checks the result instead.
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX export')
+        torch.onnx.export(module, inputs, os.fspath(path), dynamo=False, opset_version=opset,
+                          input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+    onnx.checker.check_model(os.fspath(path))
+    return input_names, output_names
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """ONNX Runtime against PyTorch on one set of inputs."""
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+    max_abs_diff: float  # over all outputs; inf when a shape differs
+    max_abs_ref: float  # the largest PyTorch output magnitude, for scale
+
+
+def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
+                providers: Sequence[str] = ('CPUExecutionProvider', )):
+    """An ONNX Runtime inference session with all graph optimizations, running the
+    graph's nodes one after another on ``threads`` intra-op threads (ORT's default when
+    ``None``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(os.fspath(path), options, providers=list(providers))
+
+
+def verify_onnx(path: str | os.PathLike,
+                module: nn.Module,
+                input_sets: Iterable[Sequence[Tensor]],
+                threads: Optional[int] = None) -> list[VerifyResult]:
+    """Run the graph at ``path`` with ONNX Runtime and ``module`` (same calling convention
+    as for :func:`export_onnx`) in eval mode on each set of inputs; report the largest
+    absolute difference per set. Deciding what is too large is the caller's."""
+    session = ort_session(path, threads)
+    names = [i.name for i in session.get_inputs()]
+    module.eval()
+    results = []
+    for inputs in input_sets:
+        inputs = tuple(inputs)
+        if len(inputs) != len(names):
+            raise ValueError(f'the graph takes {len(names)} inputs, got {len(inputs)}')
+        with torch.no_grad():
+            refs = [r.float().numpy() for r in module(*inputs)]
+        outs = session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})
+        diff = float('inf')
+        if len(outs) == len(refs) and all(o.shape == r.shape for o, r in zip(outs, refs)):
+            diff = max((float(abs(o - r).max()) for o, r in zip(outs, refs)), default=0.0)
+        results.append(VerifyResult(
+            tuple(tuple(x.shape) for x in inputs), tuple(tuple(o.shape) for o in outs), diff,
+            max(float(abs(r).max()) for r in refs)))
+    return results
+
+
+def onnx_op_counts(path: str | os.PathLike) -> Counter:
+    """How many nodes of each op type the graph at ``path`` holds."""
+    import onnx
+
+    return Counter(n.op_type for n in onnx.load(os.fspath(path)).graph.node)
+
+
+def load_detector(config: str | os.PathLike,
+                  checkpoint: Optional[str] = None,
+                  cfg_options: Optional[dict] = None) -> nn.Module:
+    """Build the config's model in eval mode, with ``checkpoint``'s weights if given.
+
+    Nothing is downloaded: the backbone's pretrained ``init_cfg`` is dropped, and without a
+    checkpoint the weights are random (``init_weights`` of every module). Checkpoints are
+    read with ``torch.load(weights_only=True)``; mmengine's own checkpoints are accepted.
+    """
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    from mmengine.runner import load_checkpoint
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    import rfcr  # noqa: F401  (registers rfcr's modules even without custom_imports)
+
+    from ..engine.checkpoint import mmengine_checkpoint_loading
+
+    register_all_modules()
+    cfg = Config.fromfile(os.fspath(config))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if 'model' not in cfg:
+        raise ValueError(f'config={os.fspath(config)!r} defines no model')
+    if cfg.model.get('backbone') is not None:
+        cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    if checkpoint is None:
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel('WARNING')  # init_weights logs every parameter at INFO
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
+    else:
+        if not os.path.isfile(checkpoint):
+            raise ValueError(f'checkpoint={checkpoint!r}: no such file')
+        with mmengine_checkpoint_loading():
+            load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
+                            logger='silent')
+    return model.eval()

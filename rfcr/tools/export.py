@@ -1,0 +1,184 @@
+"""``rfcr-export``: a detector's raw head outputs (or its neck alone) to ONNX, optionally
+folded for inference and checked against PyTorch with ONNX Runtime.
+
+    rfcr-export CONFIG OUT.onnx [--checkpoint CKPT] [--shape H W] [--batch N]
+                [--dynamic] [--deploy] [--verify] [--neck [I]] [--opset 17]
+
+The graph's input is the preprocessed image batch (after mmdet's ``DetDataPreprocessor``:
+BGR -> RGB, normalized, padded), its outputs the head's raw maps (no decoding, no NMS).
+With ``--neck``, the inputs are the feature maps the neck receives.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import DictAction
+from torch import Tensor, nn
+
+TOLERANCE = 1e-3  # largest accepted |ONNX Runtime - PyTorch|
+
+
+def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='rfcr-export',
+        description='Export a detector (raw head outputs) or its neck to ONNX')
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('out', help='the .onnx file to write')
+    parser.add_argument('--checkpoint', help='weights (state dict or mmengine checkpoint); '
+                        'random weights without it')
+    parser.add_argument('--shape', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'),
+                        help='input height and width (default: 320 320)')
+    parser.add_argument('--batch', type=int, default=1, help='batch size (default: 1)')
+    parser.add_argument('--dynamic', action='store_true',
+                        help='dynamic batch, height and width')
+    parser.add_argument('--deploy', action='store_true',
+                        help='fold BN and RFCR fusion weights first (rfcr.deploy)')
+    parser.add_argument('--verify', action='store_true',
+                        help='compare ONNX Runtime with PyTorch on random inputs (several '
+                        f'sizes with --dynamic); fail above {TOLERANCE:g}')
+    parser.add_argument('--neck', nargs='?', const='all', metavar='I',
+                        help="export the config's neck alone, or module I of a list neck "
+                        '(0: RFCR in the YOLO-ReT configs); its inputs are the feature maps '
+                        'it receives')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 17)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, key=value pairs')
+    args = parser.parse_args(argv)
+    if args.batch <= 0:
+        parser.error(f'--batch must be positive, got {args.batch}')
+    if min(args.shape) < 32:
+        parser.error(f'--shape must be at least 32 32, got {" ".join(map(str, args.shape))}')
+    if args.opset < 17:
+        parser.error(f'--opset must be >= 17, got {args.opset}')
+    if args.neck not in (None, 'all') and not args.neck.isdigit():
+        parser.error(f'--neck takes no value or a module index, got {args.neck!r}')
+    return args
+
+
+def verify_shapes(batch: int, height: int, width: int, dynamic: bool
+                  ) -> list[tuple[int, int, int]]:
+    """The (batch, height, width) image sizes ``--verify`` runs: the export shape, and with
+    ``dynamic`` two more, of other batch sizes, parities and aspect ratios."""
+    shapes = [(batch, height, width)]
+    if dynamic:
+        shapes += [(batch + 1, height + 33, max(width - 31, 33)),
+                   (1, max(height - 15, 33), width + 17)]
+    return shapes
+
+
+class _Part:
+    """What is exported of a detector: all of it, its neck, or module ``I`` of its list
+    neck; and the inputs that part receives for an image batch."""
+
+    def __init__(self, model: nn.Module, neck: Optional[str], config: str) -> None:
+        self.neck = neck
+        if neck is None:
+            return
+        necks = getattr(model, 'neck', None)
+        if necks is None:
+            raise SystemExit(f'rfcr-export: --neck, but {config} has no neck')
+        if neck != 'all' and not (isinstance(necks, nn.Sequential)
+                                  and int(neck) < len(necks)):
+            count = len(necks) if isinstance(necks, nn.Sequential) else 'a single'
+            raise SystemExit(f'rfcr-export: --neck {neck}, but {config} has {count} neck '
+                             'module(s)')
+
+    def module(self, model: nn.Module) -> nn.Module:
+        from rfcr.deploy.export import detector_wrapper, neck_wrapper
+        if self.neck is None:
+            return detector_wrapper(model)
+        return neck_wrapper(model.neck if self.neck == 'all' else model.neck[int(self.neck)])
+
+    def inputs(self, model: nn.Module, images: Tensor) -> tuple[Tensor, ...]:
+        if self.neck is None:
+            return (images, )
+        with torch.no_grad():
+            feats = model.backbone(images)
+            for m in (list(model.neck)[:int(self.neck)] if self.neck != 'all' else ()):
+                feats = m(feats)
+        return tuple(feats)
+
+    def __str__(self) -> str:
+        return ('detector head outputs' if self.neck is None
+                else 'neck' if self.neck == 'all' else f'neck module {self.neck}')
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run ``rfcr-export`` and return what it did: ``path``, ``inputs`` and ``outputs``
+    (names), ``op_counts`` and, with ``--verify``, ``verify``: the
+    :class:`~rfcr.deploy.export.VerifyResult` per input shape, per PyTorch reference
+    (``'PyTorch'``: the model as loaded; ``'PyTorch deploy'``: folded, with ``--deploy``).
+
+    Raises:
+        SystemExit: with a message when verification fails.
+    """
+    args = _parse_args(argv)
+    from rfcr.deploy import switch_to_deploy
+    from rfcr.deploy.export import (export_onnx, load_detector, odd_pyramid_size,
+                                    onnx_op_counts, verify_onnx)
+
+    model = load_detector(args.config, args.checkpoint, args.cfg_options)
+    if args.checkpoint is None:
+        print('rfcr-export: no --checkpoint, exporting random weights (their outputs carry '
+              'little signal: verify a trained checkpoint)')
+    part = _Part(model, args.neck, args.config)
+    original = exported = part.module(model)
+    if args.deploy:
+        exported = part.module(switch_to_deploy(copy.deepcopy(model)))
+
+    height, width = args.shape
+    if args.dynamic:  # trace where every shape-dependent branch takes its general path
+        height, width = odd_pyramid_size(height), odd_pyramid_size(width)
+    example = part.inputs(model, torch.randn(args.batch, 3, height, width))
+    input_names = [f'feat{i}' for i in range(len(example))] if args.neck else ['input']
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    input_names, output_names = export_onnx(exported, example, args.out,
+                                            input_names=input_names, dynamic=args.dynamic,
+                                            opset=args.opset)
+    op_counts = onnx_op_counts(args.out)
+    print(f'rfcr-export: wrote {args.out} (opset {args.opset}, '
+          f'{"dynamic" if args.dynamic else "static"} shapes, '
+          f'{"deploy-folded" if args.deploy else "unfolded"}, {part})')
+    print(f'  inputs:  {", ".join(f"{n} {tuple(x.shape)}" for n, x in zip(input_names, example))}'
+          + (' (traced; batch, height and width are dynamic)' if args.dynamic else ''))
+    print(f'  outputs: {", ".join(output_names)}')
+    print(f'  nodes:   {sum(op_counts.values())} ('
+          + ', '.join(f'{op} {n}' for op, n in op_counts.most_common()) + ')')
+    summary = dict(path=args.out, inputs=input_names, outputs=output_names,
+                   op_counts=op_counts)
+    if not args.verify:
+        return summary
+
+    input_sets = [part.inputs(model, torch.randn(n, 3, h, w))
+                  for n, h, w in verify_shapes(args.batch, *args.shape, args.dynamic)]
+    references = {'PyTorch': original}
+    if args.deploy:
+        references['PyTorch deploy'] = exported
+    results = {name: verify_onnx(args.out, module, input_sets)
+               for name, module in references.items()}
+    print('  verify (max |ONNX Runtime - reference|, random inputs):')
+    worst = 0.0
+    for i, inputs in enumerate(input_sets):
+        shapes = ' '.join('x'.join(map(str, x.shape)) for x in inputs)
+        cells = [f'vs {name} {res[i].max_abs_diff:.2e}' for name, res in results.items()]
+        scale = results['PyTorch'][i].max_abs_ref
+        print(f'    {shapes}: {", ".join(cells)} (outputs up to {scale:.3g})')
+        worst = max([worst] + [res[i].max_abs_diff for res in results.values()])
+    summary['verify'] = results
+    if not worst <= TOLERANCE:
+        raise SystemExit(f'rfcr-export: verification failed, max abs difference {worst:.3g} '
+                         f'> {TOLERANCE:g}')
+    print(f'  verify: OK (max abs difference {worst:.2e} <= {TOLERANCE:g})')
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    run(argv)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,125 @@
+"""ONNX export checked with ONNX Runtime: RFCR alone, the M0.75 detector, rfcr-export."""
+import copy
+
+import onnxruntime as ort
+import pytest
+import torch
+
+from rfcr.deploy import switch_to_deploy
+from rfcr.deploy.export import (OnnxWrapper, export_onnx, load_detector, neck_wrapper,
+                                odd_pyramid_size, onnx_op_counts, verify_onnx)
+from rfcr.models import RFCR
+from rfcr.tools.export import run as rfcr_export
+from tests.deploy.test_fold import CONFIG, pyramid, randomize
+
+CHANNELS = (16, 24, 72, 120)  # stride 4 shortcut, 8, 16, 32
+
+
+@pytest.fixture(scope='module')
+def rfcr():
+    torch.manual_seed(0)
+    neck = RFCR(CHANNELS[1:], shortcut_channels=CHANNELS[0])
+    neck.init_weights()
+    return randomize(neck, [0.7, -1.2, 0.4, -0.3])  # a negative stride-8 weight
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_rfcr_dynamic_export_matches_pytorch(rfcr, deploy, tmp_path):
+    module = neck_wrapper(switch_to_deploy(copy.deepcopy(rfcr)) if deploy else rfcr)
+    path = tmp_path / 'rfcr.onnx'
+    size = odd_pyramid_size(96)
+    export_onnx(module, pyramid((size, size), CHANNELS, batch=1), path, dynamic=True)
+    # Other batch sizes, even and odd sizes, other aspect ratios; against the unfolded RFCR.
+    input_sets = [pyramid(s, CHANNELS, batch=b) for b, s in ((1, (128, 96)), (2, (75, 161)))]
+    results = verify_onnx(path, neck_wrapper(rfcr), input_sets)
+    assert [r.output_shapes for r in results] == [
+        tuple((b, c, *x.shape[-2:]) for x, c in zip(xs[1:], rfcr.out_channels))
+        for b, xs in zip((1, 2), input_sets)]
+    assert all(r.max_abs_diff <= 1e-4 for r in results), results
+    assert all(r.max_abs_ref > 1 for r in results)  # non-trivial outputs
+    ops = onnx_op_counts(path)
+    assert 'BatchNormalization' not in ops
+    if deploy:  # the weighted sum is gone: no per-input Mul, a Sub for the negative weight
+        assert 'Mul' not in ops and ops['Sub'] == 1
+    session = ort.InferenceSession(str(path))
+    for graph_input, channels in zip(session.get_inputs(), CHANNELS):
+        batch, c, height, width = graph_input.shape
+        assert c == channels and all(isinstance(d, str) for d in (batch, height, width))
+
+
+def test_verify_onnx_reports_a_mismatch(rfcr, tmp_path):
+    path = tmp_path / 'rfcr.onnx'
+    feats = pyramid((64, 64), CHANNELS, batch=1)
+    export_onnx(neck_wrapper(rfcr), feats, path)
+    other = copy.deepcopy(rfcr)
+    with torch.no_grad():
+        other.fusion_weights.mul_(2)
+    (result, ) = verify_onnx(path, neck_wrapper(other), [feats])
+    assert result.max_abs_diff > 1e-2
+
+
+def test_export_onnx_arguments(tmp_path):
+    module = OnnxWrapper(torch.nn.Conv2d(3, 4, 1))
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r'opset must be an int >= 17, got 13'):
+        export_onnx(module, (x, ), tmp_path / 'm.onnx', opset=13)
+    with pytest.raises(ValueError, match=r'got 2 input_names and 1 output_names for a module '
+                                         r'with 1 inputs and 1 outputs'):
+        export_onnx(module, (x, ), tmp_path / 'm.onnx', input_names=['a', 'b'])
+    with pytest.raises(ValueError, match=r'size must be a positive int, got 0'):
+        odd_pyramid_size(0)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """The M0.75 detector with random BN statistics and signed fusion weights."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('ckpt') / 'yoloret_m075.pth'
+    torch.save(randomize(load_detector(CONFIG)).state_dict(), path)
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('deploy', [False, True])
+def test_rfcr_export_detector_dynamic(checkpoint, deploy, tmp_path, capsys):
+    out = tmp_path / 'det.onnx'
+    summary = rfcr_export([str(CONFIG), str(out), '--checkpoint', checkpoint, '--shape', '128',
+                           '96', '--dynamic', '--verify'] + (['--deploy'] if deploy else []))
+    assert 'BatchNormalization' not in summary['op_counts']
+    results = summary['verify']['PyTorch']  # against the unfolded model
+    assert [r.input_shapes[0] for r in results] == [(1, 3, 128, 96), (2, 3, 161, 65),
+                                                    (1, 3, 113, 113)]
+    assert results[1].output_shapes == ((2, 255, 6, 3), (2, 255, 11, 5), (2, 255, 21, 9))
+    assert all(r.max_abs_diff <= 1e-4 and r.max_abs_ref > 1 for r in results), results
+    assert 'verify: OK' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('neck, dynamic, shapes', [
+    (['--neck'], False, ((1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))),
+    (['--neck', '0'], True, ((1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))),
+    (['--neck', '1'], False, ((1, 120, 12, 12), (1, 168, 6, 6), (1, 216, 3, 3))),
+])
+def test_rfcr_export_neck(checkpoint, neck, dynamic, shapes, tmp_path):
+    out = tmp_path / 'neck.onnx'
+    summary = rfcr_export([str(CONFIG), str(out), '--checkpoint', checkpoint, '--shape', '96',
+                           '96', '--deploy', '--verify'] + neck + ['--dynamic'] * dynamic)
+    assert summary['inputs'] == ['feat0', 'feat1', 'feat2']
+    results = summary['verify']['PyTorch']
+    assert len(results) == (3 if dynamic else 1)
+    assert results[0].input_shapes == shapes
+    assert all(r.max_abs_diff <= 1e-4 for r in results)
+    session = ort.InferenceSession(str(out))
+    if not dynamic:
+        assert [i.shape for i in session.get_inputs()] == [list(s) for s in shapes]
+
+
+def test_rfcr_export_bad_arguments(tmp_path, capsys):
+    for argv, message in ((['--shape', '16', '320'], '--shape must be at least 32 32'),
+                          (['--opset', '13'], '--opset must be >= 17, got 13'),
+                          (['--batch', '0'], '--batch must be positive, got 0'),
+                          (['--neck', 'rfcr'], "--neck takes no value or a module index, "
+                                               "got 'rfcr'")):
+        with pytest.raises(SystemExit):
+            rfcr_export([str(CONFIG), str(tmp_path / 'x.onnx')] + argv)
+        assert message in capsys.readouterr().err

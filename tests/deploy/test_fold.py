@@ -1,0 +1,226 @@
+"""switch_to_deploy: folded modules compute what the originals compute in eval mode."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mmcv.cnn import ConvModule
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from rfcr.deploy import ConvAct, DeployInvertedResidual, DeployRFCR, fold_bn, switch_to_deploy
+from rfcr.deploy.export import load_detector
+from rfcr.models import RFCR, TruncatedMobileNetV2, YOLOReTHead, YOLOReTNeck
+from tests.conftest import randomize_bn_stats
+
+CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / 'yoloret' /
+          'yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py')
+
+
+def randomize(model, fusion_weights=None):
+    """Random BN statistics and affine parameters; signed RFCR fusion weights."""
+    randomize_bn_stats(model)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, RFCR):
+                if fusion_weights is None:
+                    m.fusion_weights.uniform_(-1.5, 1.5)
+                else:
+                    m.fusion_weights.copy_(torch.tensor(fusion_weights))
+    return model.eval()
+
+
+def pyramid(size, channels, batch=2, floor=False):
+    """Maps at strides 8, 16, 32 (4, 8, 16, 32 with 4 channels) of a ``size`` image, as
+    padded stride-2 convs (ceil) or unpadded ones (``floor``) make them."""
+    strides = (4, 8, 16, 32)[-len(channels):]
+    halve = (lambda n, s: n // s) if floor else (lambda n, s: -(-n // s))
+    return [torch.randn(batch, c, halve(size[0], s), halve(size[1], s))
+            for c, s in zip(channels, strides)]
+
+
+def assert_same_outputs(original, folded, *args, atol=1e-4):
+    with torch.no_grad():
+        expected, got = original(*args), folded(*args)
+    expected = expected if isinstance(expected, (tuple, list)) else (expected, )
+    got = got if isinstance(got, (tuple, list)) else (got, )
+    assert len(got) == len(expected)
+    for e, g in zip(expected, got):
+        assert g.shape == e.shape
+        assert (g - e).abs().max() <= atol, float((g - e).abs().max())
+
+
+def assert_inference_only(model):
+    assert not any(isinstance(m, (_BatchNorm, ConvModule, RFCR)) for m in model.modules())
+    assert not any(p.requires_grad for p in model.parameters())
+    assert not any('fusion_weights' in name for name, _ in model.named_parameters())
+
+
+def test_fold_bn_matches_conv_then_bn():
+    conv = nn.Conv2d(6, 8, 3, stride=2, padding=1, groups=2, bias=True, padding_mode='reflect')
+    bn = randomize(nn.Sequential(conv, nn.BatchNorm2d(8)))[1]
+    x = torch.randn(2, 6, 15, 16)
+    assert_same_outputs(lambda t: bn(conv(t)), fold_bn(conv, bn), x, atol=1e-5)
+
+
+def test_fold_bn_refuses_what_it_cannot_fold():
+    with pytest.raises(ValueError, match=r'has no running statistics'):
+        fold_bn(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, track_running_stats=False))
+    with pytest.raises(ValueError, match=r'bn.num_features=5 does not match '
+                                         r'conv.out_channels=4'):
+        fold_bn(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(5))
+
+
+@pytest.mark.parametrize('kwargs, folded', [
+    (dict(), True),
+    (dict(norm_cfg=None, act_cfg=dict(type='SiLU')), True),
+    (dict(act_cfg=None), True),
+    (dict(padding_mode='reflect'), True),
+    (dict(norm_cfg=dict(type='GN', num_groups=2)), False),
+    (dict(order=('norm', 'conv', 'act')), False),
+    (dict(order=('conv', 'act', 'norm')), False),
+    (dict(with_spectral_norm=True), False),
+])
+def test_conv_module(kwargs, folded):
+    module = randomize(ConvModule(4, 4, 3, padding=1, **{'norm_cfg': dict(type='BN'),
+                                                         **kwargs}))
+    deployed = switch_to_deploy(copy.deepcopy(module))
+    assert isinstance(deployed, ConvAct) == folded
+    assert_same_outputs(module, deployed, torch.randn(2, 4, 9, 7))
+
+
+@pytest.mark.parametrize('shortcut', [None, 16])
+@pytest.mark.parametrize('fusion_norm', [None, 'softmax', 'fast'])
+@pytest.mark.parametrize('size, floor', [((97, 75), False), ((64, 64), False),
+                                         ((83, 101), True)])
+def test_rfcr(shortcut, fusion_norm, size, floor):
+    neck = RFCR((24, 72, 120), shortcut_channels=shortcut, fusion_norm=fusion_norm)
+    neck.init_weights()
+    randomize(neck)
+    folded = switch_to_deploy(copy.deepcopy(neck))
+    assert isinstance(folded, DeployRFCR)
+    assert folded.out_channels == neck.out_channels
+    assert_inference_only(folded)
+    feats = pyramid(size, ((shortcut, ) if shortcut else ()) + (24, 72, 120), floor=floor)
+    assert_same_outputs(neck, folded, feats)
+
+
+@settings(max_examples=20, deadline=None)
+@given(weights=st.lists(st.floats(-2, 2, width=32), min_size=4, max_size=4),
+       h=st.integers(20, 140), w=st.integers(20, 140), shortcut=st.booleans(),
+       out_indices=st.sampled_from([(0, 1, 2), (1, 2), (0, )]))
+def test_rfcr_any_signed_weights(weights, h, w, shortcut, out_indices):
+    """Negative weights included: max-pool after a negative scale is a min-pool."""
+    channels = (4, 8, 16, 24) if shortcut else (8, 16, 24)
+    neck = RFCR(channels[-3:], collect_channels=8, fuse_channels=8, out_indices=out_indices,
+                shortcut_channels=4 if shortcut else None)
+    neck.init_weights()
+    randomize(neck, weights[-len(channels):])
+    folded = DeployRFCR(neck)
+    assert folded.subtract_stride8 == (weights[-3] < 0)
+    assert_same_outputs(neck, folded, pyramid((h, w), channels, batch=1))
+
+
+def test_rfcr_negative_stride8_weight_is_not_a_max_pool_of_the_scaled_map():
+    """Guard of the test above: folding w < 0 naively into conv -> max-pool would differ."""
+    neck = randomize(RFCR((8, 16, 24), collect_channels=8, fuse_channels=8), [-1.0, 1.0, 1.0])
+    feats = pyramid((64, 64), (8, 16, 24))
+    naive = DeployRFCR(neck)
+    naive.subtract_stride8 = False
+    with torch.no_grad():
+        naive.collect_convs[0].weight.neg_()
+        assert not torch.allclose(naive(feats)[1], neck(feats)[1], atol=1e-3)
+    assert_same_outputs(neck, DeployRFCR(neck), feats)
+
+
+def test_rfcr_is_read_not_modified():
+    neck = randomize(RFCR((8, 16, 24), collect_channels=8, fuse_channels=8))
+    state = {k: v.clone() for k, v in neck.state_dict().items()}
+    DeployRFCR(neck)
+    assert all(torch.equal(v, state[k]) for k, v in neck.state_dict().items())
+    assert isinstance(neck.fuse_conv[0], ConvModule)
+
+
+@pytest.mark.parametrize('out_strides', [(8, 16, 32), (4, 8, 16, 32)])
+def test_truncated_mobilenet_v2(out_strides):
+    backbone = TruncatedMobileNetV2(widen_factor=0.5, out_strides=out_strides, with_cp=True)
+    backbone.init_weights()
+    randomize(backbone)
+    folded = switch_to_deploy(copy.deepcopy(backbone))
+    assert folded.__class__ is TruncatedMobileNetV2  # same class, attributes and forward
+    assert isinstance(folded.layer3[0], DeployInvertedResidual)
+    assert_inference_only(folded)
+    assert_same_outputs(backbone, folded, torch.randn(2, 3, 97, 75))
+    folded.train()  # still a valid module: frozen stages, norm_eval have nothing to do
+    assert_same_outputs(backbone, folded, torch.randn(1, 3, 64, 64))
+
+
+def test_yoloret_neck_and_head():
+    neck = randomize(YOLOReTNeck((40, 48, 56), out_channels=21, widths=(16, 24, 32)))
+    head = YOLOReTHead(num_classes=2, in_channels=(21, 21, 21)).eval()
+    feats = pyramid((99, 67), (40, 48, 56))
+    folded_neck = switch_to_deploy(copy.deepcopy(neck))
+    assert folded_neck.__class__ is YOLOReTNeck
+    assert_inference_only(folded_neck)
+    assert_same_outputs(neck, folded_neck, feats)
+    folded_head = switch_to_deploy(head)  # nothing to fold: 1x1 convs with bias
+    assert folded_head is head
+    with torch.no_grad():
+        maps = neck(feats)
+    assert_same_outputs(lambda x: head(x)[0], lambda x: folded_head(x)[0], maps)
+
+
+@pytest.fixture(scope='module')
+def detector():
+    torch.manual_seed(0)
+    return randomize(load_detector(CONFIG))
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_yoloret_detector(detector, channels_last):
+    folded = switch_to_deploy(copy.deepcopy(detector))
+    assert_inference_only(folded.backbone)
+    assert_inference_only(folded.neck)
+    assert isinstance(folded.neck[0], DeployRFCR)
+    if channels_last:
+        folded = folded.to(memory_format=torch.channels_last)
+    for size in ((128, 128), (97, 161)):
+        x = torch.randn(1, 3, *size)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        assert_same_outputs(lambda t: detector(t, mode='tensor')[0],
+                            lambda t: folded(t, mode='tensor')[0], x)
+
+
+def test_yoloret_detector_still_predicts(detector):
+    from mmdet.structures import DetDataSample
+    detector = copy.deepcopy(detector)
+    detector.bbox_head.test_cfg.update(score_thr=0.0, conf_thr=0.0, max_per_img=20)
+    folded = switch_to_deploy(copy.deepcopy(detector))
+    meta = dict(img_shape=(96, 128), ori_shape=(96, 128), scale_factor=(1.0, 1.0),
+                pad_shape=(96, 128))
+    data = dict(inputs=[torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)],
+                data_samples=[DetDataSample(metainfo=meta)])
+    with torch.no_grad():
+        (expected, ), (got, ) = detector.test_step(data), folded.test_step(data)
+    assert len(expected.pred_instances) == 20
+    for key in ('scores', 'bboxes', 'labels'):
+        torch.testing.assert_close(got.pred_instances[key], expected.pred_instances[key],
+                                   atol=1e-3, rtol=1e-4)
+
+
+def test_switch_to_deploy_twice_is_a_no_op():
+    model = randomize(nn.Sequential(TruncatedMobileNetV2(widen_factor=0.5),
+                                    RFCR((16, 48, 80), collect_channels=8, fuse_channels=8)))
+    once = switch_to_deploy(copy.deepcopy(model))
+    modules = list(once.modules())
+    twice = switch_to_deploy(once)
+    assert twice is once and list(twice.modules()) == modules
+    assert_same_outputs(model, twice, torch.randn(1, 3, 65, 65))
+
+
+def test_switch_to_deploy_needs_a_module():
+    with pytest.raises(TypeError, match=r'module must be a torch.nn.Module, got dict'):
+        switch_to_deploy({})
