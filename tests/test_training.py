@@ -90,7 +90,7 @@ def test_train_eval_save_resume_test(tiny_data, tmp_path):
     assert int(step) == 6  # Adam's state came back from the checkpoint
 
     # rfcr-test from the checkpoint: real CocoMetric numbers.
-    results = rfcr_test.main([str(DEMO), str(work / 'epoch_2.pth'), '--work-dir',
+    results = rfcr_test.run([str(DEMO), str(work / 'epoch_2.pth'), '--work-dir',
                               str(tmp_path / 'test'), '--cfg-options', *_options(tiny_data)])
     assert 0.0 <= results['coco/bbox_mAP_50'] <= 1.0
 
@@ -100,7 +100,7 @@ def test_checkpoint_with_foreign_objects_is_refused(tiny_data, tmp_path):
     evil = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': {'payload': argparse.Namespace(cmd='rm -rf /')}}, evil)
     with pytest.raises(ValueError, match=r'checkpoint refused.*argparse\.Namespace'):
-        rfcr_test.main([str(DEMO), str(evil), '--work-dir', str(tmp_path / 'w'),
+        rfcr_test.run([str(DEMO), str(evil), '--work-dir', str(tmp_path / 'w'),
                         '--cfg-options', *_options(tiny_data)])
 
 

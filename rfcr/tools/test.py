@@ -7,7 +7,8 @@ from typing import Sequence
 from .train import add_common_args, build_runner, load_config
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Parse ``argv`` like mmdet's ``tools/test.py``, test, and return the metrics."""
     parser = argparse.ArgumentParser(description='Test a detector (mmdet tools/test.py + rfcr)')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -26,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     with mmengine_checkpoint_loading():
         return runner.test()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(argv)  # the metrics are logged; a console script's return value is its exit status
 
 
 if __name__ == '__main__':
