@@ -1,5 +1,6 @@
-"""The no-grad fast paths (resize helpers, RFCR's in-place fusion) against the reference
-ops: the same values, for every memory format, odd sizes included; never while tracing."""
+"""The no-grad fast paths of the resize helpers, alone and inside RFCR and YOLOReTNeck,
+against the reference ops: the same values, for every memory format, odd sizes included;
+never taken while tracing."""
 import pytest
 import torch
 from hypothesis import assume, given, settings
