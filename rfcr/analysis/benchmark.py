@@ -145,16 +145,19 @@ def _params_by_part(model: nn.Module) -> dict:
 
 
 def run_group(group: Group, settings: Settings,
-              progress: Optional[Callable[[str], None]] = None
+              progress: Optional[Callable[[str, int], None]] = None
               ) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
     """Measure every candidate of ``group``; rows in candidate order, plus raw timings.
+
+    ``progress(message, steps)`` is told of each step done, a step being one forward
+    pass (preparing a candidate counts as one per memory format): see :func:`num_steps`.
 
     Returns:
         ``(rows, times)``: a dict per candidate (see ``rfcr-bench --help`` for the fields;
         a failed candidate has an ``error`` instead of measurements) and, per candidate,
         format -> seconds per round.
     """
-    progress = progress or (lambda msg: None)
+    progress = progress or (lambda msg, steps: None)
     device = torch.device(settings.device)
     torch.set_num_threads(settings.threads)
     rows, runners, prepared = [], {}, {}
@@ -178,14 +181,15 @@ def run_group(group: Group, settings: Settings,
                 prepared.setdefault(cand.name, []).append(fmt)
         except Exception as e:  # a user's config may not build or run: report, go on
             row['error'] = f'{type(e).__name__}: {e}'
-        progress(f'{group.name}: prepared {cand.name}')
+        progress(f'{group.name}: prepared {cand.name}', len(settings.formats))
 
     repeats = settings.repeats or group.repeats
     with torch.inference_mode():
         raw = interleaved_timings(
             {f'{n}|{f}': fn for (n, f), fn in runners.items()}, repeats=repeats,
             warmup=settings.warmup, sync=synchronizer(device),
-            on_round=lambda r: progress(f'{group.name}: round {r + 1}/{repeats}'))
+            on_round=lambda r: progress(f'{group.name}: round {r + 1}/{repeats}', len(runners)))
+    progress(f'{group.name}: timed', settings.warmup * len(runners))  # the warm-up rounds
     times: dict[str, dict[str, list[float]]] = {}
     for key, ts in raw.items():
         name, fmt = key.split('|')
@@ -211,6 +215,12 @@ def run_group(group: Group, settings: Settings,
             with torch.inference_mode():
                 row['peak_memory_mib'] = peak_memory(runners[(name, fmt)], device) / 2**20
     return rows, times
+
+
+def num_steps(group: Group, settings: Settings) -> int:
+    """Forward passes :func:`run_group` reports to ``progress`` (if every candidate runs)."""
+    calls = len(group.candidates) * len(settings.formats)
+    return calls * (1 + settings.warmup + (settings.repeats or group.repeats))
 
 
 @dataclass

@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit('rfcr-bench: --device cuda asked for, but CUDA is not available')
     if args.warmup < 0:
         raise SystemExit(f'rfcr-bench: --warmup must be >= 0, got {args.warmup}')
-    from rfcr.analysis.benchmark import finite_ratios, run_group
+    from rfcr.analysis.benchmark import finite_ratios, num_steps, run_group
     from rfcr.analysis.report import machine_info, markdown, plot, write_outputs
 
     suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
@@ -264,13 +264,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # The peak-memory pass uses torch.profiler; keep Kineto's start/stop chatter off stderr.
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')
     from tqdm import tqdm
-    total = sum(len(g.candidates) + (settings.repeats or g.repeats) for g in suite.groups)
-    bar = tqdm(total=total, file=sys.stderr, disable=args.no_progress, unit='step',
+    total = sum(num_steps(g, settings) for g in suite.groups)
+    bar = tqdm(total=total, file=sys.stderr, disable=args.no_progress, unit='forward',
                dynamic_ncols=True, mininterval=1.0)
 
-    def progress(message: str) -> None:
-        bar.set_description(message[:60])
-        bar.update(1)
+    def progress(message: str, steps: int) -> None:
+        bar.set_description(message[:48])
+        bar.update(steps)
 
     rows, times = [], {}
     for group in suite.groups:
