@@ -19,8 +19,15 @@ Example:
     >>> feats = [torch.rand(1, 24, 40, 40), torch.rand(1, 72, 20, 20),
     ...          torch.rand(1, 120, 10, 10)]
     >>> rows = summarize(neck, [feats], input_size=(320, 320), runs=1)
-    >>> [(r.label, r.shapes[0]) for r in rows if r.is_op][:3]
-    [('max_pool2d', (1, 48, 20, 20)), ('upsample_nearest2d', (1, 48, 20, 20)), ('mul x3 + add x2', (1, 48, 20, 20))]
+    >>> for row in rows[:7]:
+    ...     print(f"{'- ' if row.is_op else ''}{row.label}", row.shapes[0])
+    (total) (1, 120, 40, 40)
+    collect_convs.0 (1, 48, 40, 40)
+    - max_pool2d (1, 48, 20, 20)
+    collect_convs.1 (1, 48, 20, 20)
+    collect_convs.2 (1, 48, 10, 10)
+    - upsample_nearest2d (1, 48, 20, 20)
+    - mul x3 + add x2 (1, 48, 20, 20)
 """
 from __future__ import annotations
 
@@ -247,4 +254,8 @@ def format_summary(rows: Sequence[Row], title: str = '') -> str:
     lines.append('MMACs: millions of multiply-accumulates (conv/matmul), element-wise ops, '
                  'activations, pooling windows and resizes count 1 per element. latency: '
                  'share of the total, inclusive of nested stages.')
+    if any(not r.is_op and not r.shapes for r in rows):
+        lines.append("output shape '-': the module ran through .forward() (mmdet detectors "
+                     'call bbox_head.forward), which skips hooks: no shapes or time of its '
+                     'own; its children and MACs are complete.')
     return '\n'.join(lines)

@@ -70,16 +70,18 @@ def pyramid(batch: int, size: tuple[int, int], channels: Sequence[int] = NECK_CH
     return ([torch.rand(batch, c, *s) for c, s in zip(channels, sizes[2:])], )
 
 
-def from_config(path: str, cfg_options: Optional[dict] = None):
+def config_builder(path: str, cfg_options: Optional[dict] = None):
+    """A zero-argument builder for the model of ``path``: ``mmdet::`` paths, paths that
+    exist from the current directory, else paths relative to the repository."""
     from rfcr.analysis.build import build_from_config
-    return partial(build_from_config, path if '::' in path else str(REPO / path)
-                   if not os.path.isabs(path) and not os.path.exists(path) else path,
-                   cfg_options)
+    if '::' not in path and not os.path.exists(path) and (REPO / path).exists():
+        path = str(REPO / path)
+    return partial(build_from_config, path, cfg_options)
 
 
 def config_candidate(name: str, family: str, path: str, ref: Optional[str] = None
                      ) -> Candidate:
-    return Candidate(name, family, from_config(path), image, source=path, ref=ref)
+    return Candidate(name, family, config_builder(path), image, source=path, ref=ref)
 
 
 def ablation_group(width: str) -> Group:
@@ -97,6 +99,7 @@ def ablation_group(width: str) -> Group:
 
 def detectors_group() -> Group:
     yolov3, ssdlite = 'yolov3_mobilenetv2_320', 'ssdlite_mobilenetv2'
+    swapin = 'configs/swapin/{}_mobilenetv2-trunc_rfcr{}.py'.format
     return Group(
         'detectors-COCO', baseline=yolov3,
         note='COCO heads (80 classes); swap-ins vs the mmdet models they came from, '
@@ -104,11 +107,10 @@ def detectors_group() -> Group:
         candidates=[
             config_candidate(yolov3, 'mmdet', MMDET_YOLOV3),
             config_candidate('yolov3 swap-in (trunc+RFCR)', 'swap-in',
-                             'configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py'),
+                             swapin('yolov3', '_8xb24-320-300e_coco')),
             config_candidate(ssdlite, 'mmdet', MMDET_SSDLITE),
             config_candidate('ssdlite swap-in (trunc+RFCR)', 'swap-in',
-                             'configs/swapin/ssdlite_mobilenetv2-trunc_rfcr-scratch_8xb24-600e_coco.py',
-                             ref=ssdlite),
+                             swapin('ssdlite', '-scratch_8xb24-600e_coco'), ref=ssdlite),
             config_candidate('YOLO-ReT-M0.75', 'YOLO-ReT',
                              'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py'),
             config_candidate('YOLO-ReT-M1.4', 'YOLO-ReT',
@@ -196,15 +198,10 @@ def configs_suite(configs: Sequence[str], baseline: Optional[str],
     if baseline is not None and baseline not in names:
         raise ValueError(f'--baseline must name one of the configs ({", ".join(names)}), '
                          f'got {baseline!r}')
-    candidates = [Candidate(n, 'configs', partial(_build_config, p, cfg_options), image,
-                            source=p) for n, p in zip(names, configs)]
+    candidates = [Candidate(n, 'configs', config_builder(p, cfg_options), image, source=p)
+                  for n, p in zip(names, configs)]
     return Suite([Group('configs', baseline=baseline or names[0], candidates=candidates,
                         note='--configs, ratios vs the baseline config')])
-
-
-def _build_config(path: str, cfg_options: Optional[dict]):
-    from rfcr.analysis.build import build_from_config
-    return build_from_config(path, cfg_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
