@@ -31,7 +31,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections import Counter
@@ -227,10 +226,16 @@ def _add_op_row(rows: list[Row], op: OpRecord, owner: str, depth: int) -> None:
 
 
 def _stride(shape: tuple, size: Optional[tuple[int, int]]) -> Optional[int]:
-    """Image stride of an (N, C, H, W) map: the power of two nearest to size / H."""
+    """Image stride of an (N, C, H, W) map: the smallest power of two ``p`` for which a
+    stride-``p`` pyramid (floor or ceil sizes) has height H; else ``round(size / H)``."""
     if size is None or len(shape) != 4 or not shape[-2]:
         return None
-    return 2 ** round(math.log2(size[0] / shape[-2]))
+    h, p = shape[-2], 1
+    while p <= 2 * size[0]:
+        if h in (size[0] // p, -(-size[0] // p)):
+            return p
+        p *= 2
+    return round(size[0] / h)
 
 
 def format_summary(rows: Sequence[Row], title: str = '') -> str:
