@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def run(argv: Sequence[str] | None = None) -> dict:
+    """:func:`main`, returning the results (what bench.json holds)."""
     args = build_parser().parse_args(argv)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('rfcr-bench: --device cuda asked for, but CUDA is not available')
@@ -297,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(table)
     print('\n' + ', '.join(f'{k}: {p}' for k, p in paths.items()), file=sys.stderr)
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(argv)  # console scripts sys.exit() what main returns: return nothing
 
 
 if __name__ == '__main__':

@@ -36,7 +36,7 @@ def _check_rows(result):
 
 
 def test_necks_suite(tmp_path, capsys):
-    result = bench.main(['--suite', 'necks', '--out-dir', str(tmp_path)] + TINY)
+    result = bench.run(['--suite', 'necks', '--out-dir', str(tmp_path)] + TINY)
     names = [r['name'] for r in result['rows']]
     assert names == ['RFCR', 'seed-port RFCR', 'FPN 96', 'PAFPN 96']
     _check_rows(result)
@@ -64,7 +64,7 @@ def test_necks_suite(tmp_path, capsys):
 def test_user_configs_against_a_baseline(tmp_path):
     configs = ['mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py',
                'configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py']
-    result = bench.main(['--configs', *configs, '--out-dir', str(tmp_path), '--no-plot',
+    result = bench.run(['--configs', *configs, '--out-dir', str(tmp_path), '--no-plot',
                          '--no-peak-memory', '--memory-format', 'channels_last'] + TINY)
     base, swap = result['rows']
     assert base['name'] == 'yolov3_mobilenetv2_8xb24-320-300e_coco' == swap['ref']
@@ -80,16 +80,22 @@ def test_user_configs_against_a_baseline(tmp_path):
 
 def test_a_failing_config_is_reported_not_fatal(tmp_path):
     configs = ['mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py', 'mmdet::yolo/nope.py']
-    result = bench.main(['--configs', *configs, '--out-dir', str(tmp_path), '--no-plot',
+    result = bench.run(['--configs', *configs, '--out-dir', str(tmp_path), '--no-plot',
                          '--no-peak-memory'] + TINY)
     ok, missing = result['rows']
     assert _finite(ok['latency_ms']['median'])
     assert missing['error'].startswith('FileNotFoundError: mmdet::yolo/nope.py is not in')
     assert 'latency_ms' not in missing
-    result = bench.main(['--configs', configs[0], '--out-dir', str(tmp_path), '--no-plot',
+    result = bench.run(['--configs', configs[0], '--out-dir', str(tmp_path), '--no-plot',
                          '--cfg-options', 'model.neck.in_channels=[1,2,3]'] + TINY)
     assert 'error' in result['rows'][0] and 'latency_ms' not in result['rows'][0]
     assert result['meta']['finite_ratios'] is True  # nothing measured, nothing infinite
+
+
+def test_console_entry_point_returns_nothing(tmp_path, capsys):
+    assert bench.main(['--suite', 'necks', '--out-dir', str(tmp_path), '--no-plot',
+                       '--no-peak-memory'] + TINY) is None
+    assert '| RFCR |' in capsys.readouterr().out
 
 
 def test_bad_baseline():
