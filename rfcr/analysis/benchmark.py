@@ -1,0 +1,266 @@
+"""Side-by-side cost of models: parameters, MACs, latency, peak memory, ratios.
+
+A :class:`Group` is measured in one interleaved run (:mod:`rfcr.analysis.latency`): every
+candidate, in every memory format asked for, runs once per round. Each row reports its
+faster format and its ratio against a reference row of the same group, computed round by
+round, so the ratio is as good as the machine is steady *within a round*.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from rfcr.analysis.benchmark import Candidate, Group, Settings, run_group
+    >>> def image(batch, size):  # inputs: what model(*inputs) takes
+    ...     return (torch.rand(batch, 8, size[0] // 8, size[1] // 8), )
+    >>> group = Group('toy', baseline='small', repeats=3, candidates=[
+    ...     Candidate('small', 'toy', lambda: nn.Conv2d(8, 8, 1), image),
+    ...     Candidate('large', 'toy', lambda: nn.Conv2d(8, 64, 3), image)])
+    >>> rows, _ = run_group(group, Settings(input_size=(64, 64), threads=1, warmup=1))
+    >>> [(r['name'], r['params']['total'], r['macs']['total']) for r in rows]
+    [('small', 72, 4096), ('large', 4672, 165888)]
+    >>> rows[0]['ratio_vs_ref']['median']
+    1.0
+"""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .build import parameter_counts
+from .flops import count_macs
+from .latency import (MEMORY_FORMATS, Stats, interleaved_timings, paired_ratio, peak_memory,
+                      synchronizer)
+
+FORMAT_CHOICES = ('auto', 'contiguous', 'channels_last')
+
+
+def call_model(model: nn.Module, inputs: tuple) -> Any:
+    """``model(*inputs)``: a detector's tensor-mode forward, a neck's forward."""
+    return model(*inputs)
+
+
+@dataclass
+class Candidate:
+    """One row: how to build the model and its inputs.
+
+    Args:
+        name: Row label, unique in its group.
+        family: Plot colour and legend entry.
+        build: Returns the model in eval mode (random weights are fine).
+        make_inputs: ``(batch_size, (H, W)) -> inputs`` for ``call``, CPU tensors.
+        call: ``(model, inputs) -> outputs``; default ``model(*inputs)``.
+        source: Where it comes from (config path), for the record.
+        ref: Row it is compared to; default: the group's baseline.
+    """
+    name: str
+    family: str
+    build: Callable[[], nn.Module]
+    make_inputs: Callable[[int, tuple[int, int]], tuple]
+    call: Callable[[nn.Module, tuple], Any] = call_model
+    source: str = ''
+    ref: Optional[str] = None
+
+
+@dataclass
+class Group:
+    """Candidates timed together; ratios are against ``baseline`` unless a row says."""
+    name: str
+    baseline: str
+    candidates: list[Candidate]
+    repeats: int = 30
+    note: str = ''
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f'group {self.name!r}: candidate names must be unique, got {names}')
+        for ref in [self.baseline] + [c.ref for c in self.candidates if c.ref]:
+            if ref not in names:
+                raise ValueError(f'group {self.name!r}: reference {ref!r} is not one of '
+                                 f'its candidates {names}')
+
+
+@dataclass
+class Settings:
+    """How to measure: input, batch, threads, device, memory formats, rounds."""
+    input_size: tuple[int, int] = (320, 320)
+    batch_size: int = 1
+    threads: int = 1
+    device: str = 'cpu'
+    memory_format: str = 'auto'  # 'auto' times both formats and keeps the faster
+    warmup: int = 3
+    repeats: Optional[int] = None  # None: each group's own
+    peak_memory: bool = True
+
+    def __post_init__(self) -> None:
+        if self.memory_format not in FORMAT_CHOICES:
+            raise ValueError(f'memory_format must be one of {FORMAT_CHOICES}, got '
+                             f'{self.memory_format!r}')
+        for name in ('batch_size', 'threads'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}')
+        if self.repeats is not None and self.repeats < 1:
+            raise ValueError(f'repeats must be >= 1, got {self.repeats!r}')
+
+    @property
+    def formats(self) -> list[str]:
+        return list(MEMORY_FORMATS) if self.memory_format == 'auto' else [self.memory_format]
+
+
+def _to(obj: Any, device: torch.device, fmt: torch.memory_format) -> Any:
+    if isinstance(obj, torch.Tensor):
+        obj = obj.to(device)
+        return obj.to(memory_format=fmt) if obj.dim() == 4 else obj
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(o, device, fmt) for o in obj)
+    return obj
+
+
+def _stats_ms(times: Sequence[float]) -> dict:
+    s = Stats.of([t * 1e3 for t in times])
+    return dict(median=s.median, p10=s.p10, p90=s.p90, n=s.n)
+
+
+def _macs_by_part(model: nn.Module, inputs: tuple) -> tuple[dict, dict]:
+    with torch.no_grad():
+        macs = count_macs(model, inputs)
+    parts = {'total': macs.total}
+    children = dict(model.named_children())
+    if 'backbone' in children:  # a detector: split like parameter_counts
+        parts['backbone'] = macs.of('backbone')
+        parts['neck'] = macs.of('neck')
+        parts['head'] = macs.total - parts['backbone'] - parts['neck']
+    return parts, dict(macs.unsupported)
+
+
+def _params_by_part(model: nn.Module) -> dict:
+    if 'backbone' in dict(model.named_children()):
+        return parameter_counts(model)
+    return {'total': sum(p.numel() for p in model.parameters())}
+
+
+def run_group(group: Group, settings: Settings,
+              progress: Optional[Callable[[str, int], None]] = None
+              ) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
+    """Measure every candidate of ``group``; rows in candidate order, plus raw timings.
+
+    ``progress(message, steps)`` is told of each step done, a step being one forward
+    pass (preparing a candidate counts as one per memory format): see :func:`num_steps`.
+
+    Returns:
+        ``(rows, times)``: a dict per candidate (see ``rfcr-bench --help`` for the fields;
+        a failed candidate has an ``error`` instead of measurements) and, per candidate,
+        format -> seconds per round.
+    """
+    progress = progress or (lambda msg, steps: None)
+    device = torch.device(settings.device)
+    torch.set_num_threads(settings.threads)
+    rows, runners, prepared = [], {}, {}
+    for cand in group.candidates:
+        row = dict(group=group.name, name=cand.name, family=cand.family, source=cand.source,
+                   ref=cand.ref or group.baseline)
+        rows.append(row)
+        try:
+            model = cand.build()
+            model.eval()  # some modules' train() returns None: no chaining
+            inputs = cand.make_inputs(settings.batch_size, settings.input_size)
+            row['params'] = _params_by_part(model)
+            row['macs'], row['unsupported_ops'] = _macs_by_part(model, inputs)
+            for fmt in settings.formats:
+                m = model if len(settings.formats) == 1 else copy.deepcopy(model)
+                m = m.to(device, memory_format=MEMORY_FORMATS[fmt])
+                x = _to(inputs, device, MEMORY_FORMATS[fmt])
+                with torch.inference_mode():
+                    cand.call(m, x)  # fails here, not in the timed loop
+                runners[(cand.name, fmt)] = (lambda m=m, x=x, call=cand.call: call(m, x))
+                prepared.setdefault(cand.name, []).append(fmt)
+        except Exception as e:  # a user's config may not build or run: report, go on
+            row['error'] = f'{type(e).__name__}: {e}'
+        progress(f'{group.name}: prepared {cand.name}', len(settings.formats))
+
+    repeats = settings.repeats or group.repeats
+    with torch.inference_mode():
+        raw = interleaved_timings(
+            {f'{n}|{f}': fn for (n, f), fn in runners.items()}, repeats=repeats,
+            warmup=settings.warmup, sync=synchronizer(device),
+            on_round=lambda r: progress(f'{group.name}: round {r + 1}/{repeats}', len(runners)))
+    progress(f'{group.name}: timed', settings.warmup * len(runners))  # the warm-up rounds
+    times: dict[str, dict[str, list[float]]] = {}
+    for key, ts in raw.items():
+        name, fmt = key.split('|')
+        times.setdefault(name, {})[fmt] = ts
+
+    best = {name: min(t, key=lambda f: statistics.median(t[f])) for name, t in times.items()}
+    for row in rows:
+        name = row['name']
+        if name not in times:
+            continue
+        fmt = best[name]
+        row['memory_format'] = fmt
+        row['latency_ms'] = _stats_ms(times[name][fmt])
+        row['latency_ms_by_format'] = {f: _stats_ms(t) for f, t in times[name].items()}
+        if len(times[name]) == 2:  # how much faster channels_last is than contiguous
+            r = paired_ratio(times[name]['contiguous'], times[name]['channels_last'])
+            row['channels_last_speedup'] = r.median
+        ref = row['ref']
+        if ref in times:
+            r = paired_ratio(times[name][fmt], times[ref][best[ref]])
+            row['ratio_vs_ref'] = dict(median=r.median, p10=r.p10, p90=r.p90)
+        if settings.peak_memory:
+            with torch.inference_mode():
+                row['peak_memory_mib'] = peak_memory(runners[(name, fmt)], device) / 2**20
+    return rows, times
+
+
+def num_steps(group: Group, settings: Settings) -> int:
+    """Forward passes :func:`run_group` reports to ``progress`` (if every candidate runs)."""
+    calls = len(group.candidates) * len(settings.formats)
+    return calls * (1 + settings.warmup + (settings.repeats or group.repeats))
+
+
+@dataclass
+class Target:
+    """A claim checked on measured ratios: ``a / b`` (paired, same group) vs ``threshold``.
+
+    ``speedup=True`` reports ``b / a`` instead (how many times faster ``a`` is).
+    """
+    name: str
+    group: str
+    a: str
+    b: str
+    op: str  # '<', '<=', '>', '>='
+    threshold: float
+    speedup: bool = False
+
+    def check(self, rows: Sequence[dict], times: dict[str, dict[str, dict[str, list[float]]]]
+              ) -> dict:
+        result = dict(name=self.name, group=self.group, a=self.a, b=self.b, op=self.op,
+                      threshold=self.threshold, measure='speed-up' if self.speedup else 'ratio')
+        fmt = {(r['group'], r['name']): r.get('memory_format') for r in rows}
+        try:
+            ta = times[self.group][self.a][fmt[(self.group, self.a)]]
+            tb = times[self.group][self.b][fmt[(self.group, self.b)]]
+        except KeyError:
+            return dict(result, value=None, met=None)
+        r = paired_ratio(tb, ta) if self.speedup else paired_ratio(ta, tb)
+        met = {'<': r.median < self.threshold, '<=': r.median <= self.threshold,
+               '>': r.median > self.threshold, '>=': r.median >= self.threshold}[self.op]
+        return dict(result, value=r.median, p10=r.p10, p90=r.p90, met=bool(met))
+
+
+def finite_ratios(rows: Sequence[dict]) -> bool:
+    """Whether every measured row has a finite, positive median ratio."""
+    return all(math.isfinite(r['ratio_vs_ref']['median']) and r['ratio_vs_ref']['median'] > 0
+               for r in rows if 'ratio_vs_ref' in r)
+
+
+@dataclass
+class Suite:
+    """Groups and the targets checked on them."""
+    groups: list[Group]
+    targets: list[Target] = field(default_factory=list)

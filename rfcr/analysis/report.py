@@ -1,0 +1,200 @@
+"""Benchmark results as a markdown table, CSV, JSON and a latency-vs-MACs plot."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+MACS_NOTE = ('MACs: multiply-accumulates of everything that runs (conv/matmul: one per '
+             'multiply-add; element-wise ops, activations, pooling windows and resizes: one '
+             'per element; concat and copies: 0).')
+RATIO_NOTE = ('x ref: median over rounds of (this row / its reference row), both timed in '
+              'the same interleaved rounds, each in its faster memory format; in brackets '
+              'the 10th-90th percentile of the per-round ratio, i.e. how noisy the machine '
+              'was. Below 1: faster than the reference.')
+
+CSV_FIELDS = ('group', 'name', 'family', 'source', 'ref', 'memory_format', 'params_total',
+              'params_backbone', 'params_neck', 'params_head', 'macs_total', 'macs_backbone',
+              'macs_neck', 'macs_head', 'latency_median_ms', 'latency_p10_ms',
+              'latency_p90_ms', 'latency_contiguous_median_ms',
+              'latency_channels_last_median_ms', 'channels_last_speedup', 'ratio_vs_ref',
+              'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'peak_memory_mib', 'error')
+
+
+def machine_info(device: str, threads: int) -> dict:
+    """What the numbers were measured on (CPU model, cores, versions, load)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    import mmcv
+    import mmdet
+    import mmengine
+    info = dict(cpu=cpu, logical_cpus=os.cpu_count(), threads=threads, device=device,
+                python=platform.python_version(), torch=torch.__version__,
+                mmcv=mmcv.__version__, mmdet=mmdet.__version__, mmengine=mmengine.__version__,
+                platform=platform.platform(),
+                date=time.strftime('%Y-%m-%d %H:%M:%S %z'))
+    if hasattr(os, 'getloadavg'):
+        info['load_average_start'] = [round(x, 2) for x in os.getloadavg()]
+    if torch.device(device).type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _macs(value: Optional[float]) -> str:
+    if value is None:
+        return '-'
+    return f'{value / 1e9:.3f} G' if value >= 1e8 else f'{value / 1e6:.2f} M'
+
+
+def _split(d: dict, scale: float, fmt: str) -> str:
+    total = format(d['total'] / scale, fmt)
+    if 'backbone' not in d:
+        return total
+    return f'{total} ({"/".join(format(d[k] / scale, fmt) for k in ("backbone", "neck", "head"))})'
+
+
+def _format_cell(row: dict) -> str:
+    fmt = {'channels_last': 'CL', 'contiguous': 'CF'}.get(row.get('memory_format'), '-')
+    if 'channels_last_speedup' in row:
+        fmt += f' ({row["channels_last_speedup"]:.2f})'
+    return fmt
+
+
+def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dict],
+             meta: dict) -> str:
+    """The results as markdown: one table per group, then the targets and the notes."""
+    lines = []
+    for g in groups:
+        lines += [f'**{g["name"]}**: {g["note"]}' if g.get('note') else f'**{g["name"]}**', '',
+                  '| model | params M (bb/neck/head) | MACs (bb/neck/head) | format (CL gain) '
+                  '| median ms | p90 ms | x ref [p10-p90] | ref | peak MiB |',
+                  '|---|---:|---:|:---:|---:|---:|---:|---|---:|']
+        for r in (r for r in rows if r['group'] == g['name']):
+            if 'error' in r:
+                lines.append(f'| {r["name"]} | failed: {r["error"][:120]} |||||||')
+                continue
+            macs = r['macs']
+            mac_cell = _macs(macs['total'])
+            if 'backbone' in macs:
+                mac_cell += f' ({"/".join(_macs(macs[k]) for k in ("backbone", "neck", "head"))})'
+            lat = r['latency_ms']
+            ratio = r.get('ratio_vs_ref')
+            ratio_cell = (f'{ratio["median"]:.3f} [{ratio["p10"]:.2f}-{ratio["p90"]:.2f}]'
+                          if ratio and r['ref'] != r['name'] else ('1 (ref)' if ratio else '-'))
+            peak = f'{r["peak_memory_mib"]:.1f}' if 'peak_memory_mib' in r else '-'
+            lines.append(f'| {r["name"]} | {_split(r["params"], 1e6, ".2f")} | {mac_cell} | '
+                         f'{_format_cell(r)} | {lat["median"]:.2f} | {lat["p90"]:.2f} | '
+                         f'{ratio_cell} | {r["ref"]} | {peak} |')
+        lines.append('')
+    if targets:
+        lines += ['**Targets** (ratios from this run)', '',
+                  '| target | measured [p10-p90] | wanted | met |', '|---|---:|---:|:---:|']
+        for t in targets:
+            value = ('-' if t.get('value') is None else
+                     f'{t["value"]:.3f} [{t["p10"]:.2f}-{t["p90"]:.2f}]')
+            met = {True: 'yes', False: '**no**', None: '-'}[t.get('met')]
+            lines.append(f'| {t["name"]} | {value} | {t["measure"]} {t["op"]} '
+                         f'{t["threshold"]:g} | {met} |')
+        lines.append('')
+    load = meta.get('load_average_start'), meta.get('load_average_end')
+    lines += [
+        f'Measured on {meta["cpu"]} ({meta["logical_cpus"]} logical CPUs), {meta["threads"]} '
+        f'thread(s), device {meta.get("gpu", meta["device"])}, torch {meta["torch"]}, mmdet '
+        f'{meta["mmdet"]}, mmcv {meta["mmcv"]}; {meta["date"]}'
+        + (f'; load average {load[0][0]} at start, {load[1][0]} at end' if all(load) else '')
+        + '.',
+        f'Input {meta["batch_size"]}x3x{meta["input_size"][0]}x{meta["input_size"][1]}, eager '
+        'PyTorch, eval mode, torch.inference_mode(), random weights; latency of one forward '
+        f'pass (detectors: tensor mode, no pre/post-processing), median and p90 over '
+        f'{meta["repeats_note"]} interleaved rounds after {meta["warmup"]} warm-up rounds. '
+        'format: the faster memory format (CL channels_last, CF contiguous) and, in brackets, '
+        'how many times faster channels_last ran than contiguous. peak MiB: memory allocated '
+        'during the forward pass beyond weights and input.',
+        MACS_NOTE, RATIO_NOTE]
+    return '\n'.join(lines)
+
+
+def csv_rows(rows: Sequence[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        flat = {k: r.get(k, '') for k in ('group', 'name', 'family', 'source', 'ref',
+                                          'memory_format', 'error')}
+        for kind in ('params', 'macs'):
+            for part in ('total', 'backbone', 'neck', 'head'):
+                flat[f'{kind}_{part}'] = r.get(kind, {}).get(part, '')
+        lat = r.get('latency_ms', {})
+        for k in ('median', 'p10', 'p90'):
+            flat[f'latency_{k}_ms'] = lat.get(k, '')
+        for fmt in ('contiguous', 'channels_last'):
+            flat[f'latency_{fmt}_median_ms'] = r.get('latency_ms_by_format', {}).get(
+                fmt, {}).get('median', '')
+        flat['channels_last_speedup'] = r.get('channels_last_speedup', '')
+        ratio = r.get('ratio_vs_ref', {})
+        flat['ratio_vs_ref'] = ratio.get('median', '')
+        flat['ratio_vs_ref_p10'] = ratio.get('p10', '')
+        flat['ratio_vs_ref_p90'] = ratio.get('p90', '')
+        flat['peak_memory_mib'] = r.get('peak_memory_mib', '')
+        out.append(flat)
+    return out
+
+
+def write_outputs(out_dir: Path, result: dict, table: str) -> dict[str, Path]:
+    """Write ``bench.json``, ``bench.csv`` and ``bench.md`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {'json': out_dir / 'bench.json', 'csv': out_dir / 'bench.csv',
+             'md': out_dir / 'bench.md'}
+    paths['json'].write_text(json.dumps(result, indent=1) + '\n')
+    with open(paths['csv'], 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(csv_rows(result['rows']))
+    paths['md'].write_text(table + '\n')
+    return paths
+
+
+def plot(rows: Sequence[dict], path: Path, title: str = '') -> Path:
+    """Latency vs MACs, marker area by parameters, one colour per family; detectors and
+    necks (rows without a backbone) in separate panels."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in rows if 'latency_ms' in r]
+    panels = [('detectors', [r for r in measured if 'backbone' in r['macs']]),
+              ('necks', [r for r in measured if 'backbone' not in r['macs']])]
+    panels = [(t, rs) for t, rs in panels if rs]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6), squeeze=False)
+    families = sorted({r['family'] for r in measured})
+    colours = {f: plt.get_cmap('tab10')(i % 10) for i, f in enumerate(families)}
+    for ax, (panel, rs) in zip(axes[0], panels):
+        biggest = max(max(r['params']['total'] for r in rs), 1)
+        for r in rs:
+            macs = r['macs']['total'] / (1e9 if panel == 'detectors' else 1e6)
+            ax.scatter(macs, r['latency_ms']['median'], s=40 + 600 * r['params']['total'] / biggest,
+                       alpha=0.6, color=colours[r['family']], edgecolors='k', linewidths=0.5)
+            ax.annotate(r['name'], (macs, r['latency_ms']['median']), fontsize=7,
+                        xytext=(4, 4), textcoords='offset points')
+        ax.set_xlabel('GMACs' if panel == 'detectors' else 'MMACs')
+        ax.set_ylabel('median latency (ms)')
+        ax.set_title(f'{panel} (marker area ~ parameters)')
+        ax.grid(alpha=0.3)
+        handles = [plt.Line2D([], [], marker='o', ls='', color=colours[f], label=f)
+                   for f in families if any(r['family'] == f for r in rs)]
+        ax.legend(handles=handles, fontsize=7, loc='best')
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,308 @@
+"""``rfcr-bench``: parameters, MACs, latency and peak memory of detectors and necks, side
+by side, with ratios measured in one interleaved run.
+
+Default suite (no data, no GPU, random weights; 320x320, batch 1, all cores):
+
+- the paper's Table 4 ablation as a cost table, widths 0.75 and 1.4 (VOC heads);
+- the swap-ins next to the mmdet models they came from, and YOLO-ReT-M0.75/M1.4 (COCO);
+- necks on the M0.75 pyramid: RFCR vs the seed-notes port, mmdet FPN and PAFPN;
+
+then checks the issue's targets on the measured ratios. ``--configs`` benchmarks any mmdet
+configs instead (the first, or ``--baseline``, is the reference).
+
+Output: a markdown table on stdout; bench.json, bench.csv, bench.md and bench.png in
+``--out-dir``. Read ratios, not milliseconds: every ratio compares two models timed in the
+same rounds. Needs a repository checkout for the default suite (configs/, benchmarks/).
+
+Examples::
+
+    rfcr-bench                                    # the default suite (make bench)
+    rfcr-bench --suite necks --threads 1
+    rfcr-bench --configs mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py \\
+        configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import DictAction
+
+from rfcr.analysis.benchmark import FORMAT_CHOICES, Candidate, Group, Settings, Suite, Target
+from rfcr.analysis.latency import default_threads
+from rfcr.tools.summary import parse_size, positive_int
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = ('ablation', 'detectors', 'necks')
+ABLATION_ROWS = (  # (label, config file suffix) in Table 4's order
+    ('full (baseline)', 'full_fpnpan'),
+    ('+truncation', 'trunc_fpnpan'),
+    ('+RFCR', 'full_rfcr'),
+    ('trunc+RFCR', 'trunc_rfcr'),
+    ('+shortcut', 'trunc_rfcr-shortcut'),
+)
+ABLATION_DIRS = {'0.75': 'configs/ablation', '1.4': 'benchmarks/configs/ablation_m1.4'}
+MMDET_YOLOV3 = 'mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py'
+MMDET_SSDLITE = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
+NECK_CHANNELS = (24, 72, 120)  # TruncatedMobileNetV2 x0.75 at strides 8, 16, 32
+
+
+def image(batch: int, size: tuple[int, int]) -> tuple:
+    """A detector's input: ``model(images)`` runs its tensor-mode forward."""
+    return (torch.rand(batch, 3, *size), )
+
+
+def pyramid(batch: int, size: tuple[int, int], channels: Sequence[int] = NECK_CHANNELS
+            ) -> tuple:
+    """A neck's input: maps at strides 8, 16, 32 of a ``size`` image, sized as MobileNetV2's
+    stride-2 3x3 convs (padding 1) size them."""
+    h, w = size
+    sizes = []
+    for _ in range(5):
+        h, w = -(-h // 2), -(-w // 2)
+        sizes.append((h, w))
+    return ([torch.rand(batch, c, *s) for c, s in zip(channels, sizes[2:])], )
+
+
+def config_builder(path: str, cfg_options: Optional[dict] = None):
+    """A zero-argument builder for the model of ``path``: ``mmdet::`` paths, paths that
+    exist from the current directory, else paths relative to the repository."""
+    from rfcr.analysis.build import build_from_config
+    if '::' not in path and not os.path.exists(path) and (REPO / path).exists():
+        path = str(REPO / path)
+    return partial(build_from_config, path, cfg_options)
+
+
+def config_candidate(name: str, family: str, path: str, ref: Optional[str] = None
+                     ) -> Candidate:
+    return Candidate(name, family, config_builder(path), image, source=path, ref=ref)
+
+
+def ablation_group(width: str) -> Group:
+    folder = ABLATION_DIRS[width]
+    files = {suffix: next((REPO / folder).glob(f'*-{width}-{suffix}_2xb8-*.py'))
+             for _, suffix in ABLATION_ROWS}
+    return Group(
+        f'ablation-M{width}', baseline=f'M{width} full (baseline)',
+        note=f"Table 4 rows at width {width}, VOC heads (20 classes); ratios vs the full "
+             'backbone baseline. RFCR\'s own cost: trunc+RFCR vs +truncation.',
+        candidates=[config_candidate(f'M{width} {label}', f'YOLO-ReT ablation M{width}',
+                                     str(files[suffix].relative_to(REPO)))
+                    for label, suffix in ABLATION_ROWS])
+
+
+def detectors_group() -> Group:
+    yolov3, ssdlite = 'yolov3_mobilenetv2_320', 'ssdlite_mobilenetv2'
+    swapin = 'configs/swapin/{}_mobilenetv2-trunc_rfcr{}.py'.format
+    return Group(
+        'detectors-COCO', baseline=yolov3,
+        note='COCO heads (80 classes); swap-ins vs the mmdet models they came from, '
+             'YOLO-ReT vs both.',
+        candidates=[
+            config_candidate(yolov3, 'mmdet', MMDET_YOLOV3),
+            config_candidate('yolov3 swap-in (trunc+RFCR)', 'swap-in',
+                             swapin('yolov3', '_8xb24-320-300e_coco')),
+            config_candidate(ssdlite, 'mmdet', MMDET_SSDLITE),
+            config_candidate('ssdlite swap-in (trunc+RFCR)', 'swap-in',
+                             swapin('ssdlite', '-scratch_8xb24-600e_coco'), ref=ssdlite),
+            config_candidate('YOLO-ReT-M0.75', 'YOLO-ReT',
+                             'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py'),
+            config_candidate('YOLO-ReT-M1.4', 'YOLO-ReT',
+                             'configs/yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-320-250e_coco.py'),
+        ])
+
+
+def _mmdet_neck(cfg: dict):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    import rfcr  # noqa: F401
+    register_all_modules()
+    neck = MODELS.build(cfg)
+    neck.eval()
+    return neck
+
+
+def _seed_port():
+    """The seed-notes port, from benchmarks/ of the checkout (not part of the package)."""
+    path = REPO / 'benchmarks' / 'seed_port_rfcr.py'
+    spec = importlib.util.spec_from_file_location('seed_port_rfcr', path)
+    if spec is None or not path.is_file():
+        raise FileNotFoundError(f'{path} not found: the seed port lives in the repository')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    port = module.SeedPortRFCR(NECK_CHANNELS)
+    port.eval()
+    return port
+
+
+def necks_group() -> Group:
+    c = list(NECK_CHANNELS)
+    return Group(
+        'necks', baseline='RFCR', repeats=300,
+        note='necks alone on the M0.75 pyramid (24/72/120 channels at strides 8/16/32); '
+             'FPN and PAFPN at 96 channels, the width RFCR adds to every level. The seed '
+             'port (benchmarks/seed_port_rfcr.py) needs even sizes.',
+        candidates=[
+            Candidate('RFCR', 'RFCR', partial(_mmdet_neck, dict(type='RFCR', in_channels=c)),
+                      pyramid, source='rfcr.models.RFCR(24, 72, 120)'),
+            Candidate('seed-port RFCR', 'seed port', _seed_port, pyramid,
+                      source='benchmarks/seed_port_rfcr.py'),
+            Candidate('FPN 96', 'mmdet neck', partial(_mmdet_neck, dict(
+                type='FPN', in_channels=c, out_channels=96, num_outs=3)), pyramid,
+                source='mmdet FPN(out_channels=96)'),
+            Candidate('PAFPN 96', 'mmdet neck', partial(_mmdet_neck, dict(
+                type='PAFPN', in_channels=c, out_channels=96, num_outs=3)), pyramid,
+                source='mmdet PAFPN(out_channels=96)'),
+        ])
+
+
+def default_suite(suites: Sequence[str] = SUITES) -> Suite:
+    groups, targets = [], []
+    if 'ablation' in suites:
+        for width in ABLATION_DIRS:
+            groups.append(ablation_group(width))
+            targets.append(Target(
+                f'RFCR adds <= 5% to truncated MobileNetV2-x{width} + FPN/PAN (whole detector)',
+                f'ablation-M{width}', f'M{width} trunc+RFCR', f'M{width} +truncation', '<=',
+                1.05))
+    if 'detectors' in suites:
+        groups.append(detectors_group())
+        targets += [
+            Target('YOLO-ReT-M0.75 faster than ssdlite_mobilenetv2', 'detectors-COCO',
+                   'YOLO-ReT-M0.75', 'ssdlite_mobilenetv2', '<', 1.0),
+            Target('YOLO-ReT-M0.75 <= 0.7x yolov3_mobilenetv2_320', 'detectors-COCO',
+                   'YOLO-ReT-M0.75', 'yolov3_mobilenetv2_320', '<=', 0.7),
+        ]
+    if 'necks' in suites:
+        groups.append(necks_group())
+        targets.append(Target('RFCR >= 1.3x faster than the seed port (eval)', 'necks',
+                              'RFCR', 'seed-port RFCR', '>=', 1.3, speedup=True))
+    return Suite(groups, targets)
+
+
+def configs_suite(configs: Sequence[str], baseline: Optional[str],
+                  cfg_options: Optional[dict]) -> Suite:
+    names = []
+    for path in configs:
+        stem = Path(path.split('::')[-1]).stem
+        name, i = stem, 2
+        while name in names:
+            name, i = f'{stem}-{i}', i + 1
+        names.append(name)
+    if baseline is not None and baseline not in names:
+        raise ValueError(f'--baseline must name one of the configs ({", ".join(names)}), '
+                         f'got {baseline!r}')
+    candidates = [Candidate(n, 'configs', config_builder(p, cfg_options), image, source=p)
+                  for n, p in zip(names, configs)]
+    return Suite([Group('configs', baseline=baseline or names[0], candidates=candidates,
+                        note='--configs, ratios vs the baseline config')])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='rfcr-bench', description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--suite', nargs='+', choices=SUITES, default=list(SUITES),
+                        help='parts of the default suite to run (default: all)')
+    parser.add_argument('--configs', nargs='+', metavar='CONFIG',
+                        help='benchmark these mmdet configs instead of the default suite')
+    parser.add_argument('--baseline', help='with --configs: the reference row (config stem); '
+                        'default: the first config')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='with --configs: key=value overrides applied to every config')
+    parser.add_argument('--input-size', type=parse_size, default=(320, 320),
+                        help='N or HxW (default: 320)')
+    parser.add_argument('--batch-size', type=positive_int, default=1)
+    parser.add_argument('--threads', type=positive_int, default=default_threads(),
+                        help='CPU threads (default: all cores of this process, %(default)s)')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]' (default: cpu)")
+    parser.add_argument('--memory-format', choices=FORMAT_CHOICES, default='auto',
+                        help='auto: time both, report the faster (default)')
+    parser.add_argument('--repeats', type=positive_int,
+                        help='timed rounds per group (default: 30 for detectors, 300 for '
+                        'necks)')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed rounds (default: 3)')
+    parser.add_argument('--no-peak-memory', action='store_true',
+                        help='skip the (profiled) peak-memory pass')
+    parser.add_argument('--out-dir', default='work_dirs/bench',
+                        help='where bench.json/.csv/.md/.png go (default: work_dirs/bench)')
+    parser.add_argument('--no-plot', action='store_true')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> dict:
+    """:func:`main`, returning the results (what bench.json holds)."""
+    args = build_parser().parse_args(argv)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit('rfcr-bench: --device cuda asked for, but CUDA is not available')
+    if args.warmup < 0:
+        raise SystemExit(f'rfcr-bench: --warmup must be >= 0, got {args.warmup}')
+    from rfcr.analysis.benchmark import finite_ratios, num_steps, run_group
+    from rfcr.analysis.report import machine_info, markdown, plot, write_outputs
+
+    suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
+             else default_suite(args.suite))
+    settings = Settings(input_size=args.input_size, batch_size=args.batch_size,
+                        threads=args.threads, device=args.device,
+                        memory_format=args.memory_format, warmup=args.warmup,
+                        repeats=args.repeats, peak_memory=not args.no_peak_memory)
+    meta = machine_info(args.device, args.threads)
+    meta.update(command=' '.join(['rfcr-bench'] + list(argv if argv is not None
+                                                         else sys.argv[1:])),
+                input_size=list(settings.input_size), batch_size=settings.batch_size,
+                memory_format=settings.memory_format, warmup=settings.warmup)
+
+    # The peak-memory pass uses torch.profiler; keep Kineto's start/stop chatter off stderr.
+    os.environ.setdefault('KINETO_LOG_LEVEL', '6')
+    from tqdm import tqdm
+    total = sum(num_steps(g, settings) for g in suite.groups)
+    bar = tqdm(total=total, file=sys.stderr, disable=args.no_progress, unit='forward',
+               dynamic_ncols=True, mininterval=1.0)
+
+    def progress(message: str, steps: int) -> None:
+        bar.set_description(message[:48])
+        bar.update(steps)
+
+    rows, times = [], {}
+    for group in suite.groups:
+        group_rows, group_times = run_group(group, settings, progress)
+        rows += group_rows
+        times[group.name] = group_times
+    bar.close()
+
+    if hasattr(os, 'getloadavg'):
+        meta['load_average_end'] = [round(x, 2) for x in os.getloadavg()]
+    meta['repeats_note'] = (str(settings.repeats) if settings.repeats else
+                            '/'.join(sorted({str(g.repeats) for g in suite.groups})))
+    meta['finite_ratios'] = finite_ratios(rows)
+    targets = [t.check(rows, times) for t in suite.targets]
+    groups = [dict(name=g.name, baseline=g.baseline, note=g.note,
+                   repeats=settings.repeats or g.repeats) for g in suite.groups]
+    table = markdown(rows, groups, targets, meta)
+    result = dict(meta=meta, groups=groups, rows=rows, targets=targets,
+                  timings_s={g: {n: t for n, t in ts.items()} for g, ts in times.items()})
+    out_dir = Path(args.out_dir)
+    paths = write_outputs(out_dir, result, table)
+    if not args.no_plot:
+        paths['png'] = plot(rows, out_dir / 'bench.png',
+                            title=f'{meta["cpu"]}, {args.threads} thread(s), input '
+                                  f'{settings.input_size[0]}x{settings.input_size[1]}, batch '
+                                  f'{settings.batch_size}')
+    print(table)
+    print('\n' + ', '.join(f'{k}: {p}' for k, p in paths.items()), file=sys.stderr)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(argv)  # console scripts sys.exit() what main returns: return nothing
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,124 @@
+"""The no-grad fast paths of the resize helpers, alone and inside RFCR and YOLOReTNeck,
+against the reference ops: the same values, for every memory format, odd sizes included;
+never taken while tracing."""
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from rfcr.models import RFCR, YOLOReTNeck
+from rfcr.models.layers import max_pool_to, upsample_to
+from rfcr.models.layers.resize import eager_inference
+from tests.conftest import randomize_bn_stats
+from tests.reference import nearest_up, rfcr_reference, window_max
+
+FORMATS = [torch.contiguous_format, torch.channels_last]
+
+
+def test_eager_inference_only_without_autograd_and_tracers():
+    assert not eager_inference()
+    with torch.no_grad():
+        assert eager_inference()
+    with torch.inference_mode():
+        assert eager_inference()
+
+    seen = []
+
+    def probe(x):
+        seen.append(eager_inference())
+        return x + 1
+
+    with torch.no_grad():
+        torch.jit.trace(probe, torch.rand(2), check_trace=False)
+    assert seen == [False]
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), factor=st.sampled_from([2, 4]),
+       ceil_h=st.booleans(), ceil_w=st.booleans())
+def test_max_pool_to_fast_path_is_exact(memory_format, h, w, factor, ceil_h, ceil_w):
+    size = (-(-h // factor) if ceil_h else h // factor, -(-w // factor) if ceil_w else w // factor)
+    assume(0 not in size)
+    x = torch.randn(2, 5, h, w).to(memory_format=memory_format)
+    with torch.no_grad():
+        out = max_pool_to(x, size, factor)
+    assert torch.equal(out, window_max(x, size, factor))
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 30), w=st.integers(1, 30), dh=st.integers(-1, 1), dw=st.integers(-1, 1))
+def test_upsample_to_fast_path_is_exact(memory_format, h, w, dh, dw):
+    x = torch.randn(2, 5, h, w).to(memory_format=memory_format)
+    size = (2 * h + dh, 2 * w + dw)
+    with torch.no_grad():
+        out = upsample_to(x, size)
+    assert torch.equal(out, nearest_up(x, size))
+
+
+def test_fast_paths_refuse_what_the_reference_refuses():
+    with torch.no_grad(), pytest.raises(ValueError, match=r'cannot resize a 9x9 map to 3x3'):
+        max_pool_to(torch.rand(1, 1, 9, 9), (3, 3))
+    with torch.no_grad(), pytest.raises(ValueError, match=r'cannot resize a 4x4 map to 10x8'):
+        upsample_to(torch.rand(1, 1, 4, 4), (10, 8))
+
+
+def _pyramid(size, channels, shortcut=None):
+    h, w = size
+    sizes = []
+    for _ in range(5):
+        h, w = -(-h // 2), -(-w // 2)
+        sizes.append((h, w))
+    feats = [torch.randn(2, c, *s) for c, s in zip(channels, sizes[2:])]
+    if shortcut:
+        feats.insert(0, torch.randn(2, shortcut, *sizes[1]))
+    return feats
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+@pytest.mark.parametrize('shortcut', [None, 8])
+@pytest.mark.parametrize('size', [(320, 320), (321, 321), (333, 250)])
+@pytest.mark.parametrize('fusion_norm', [None, 'fast'])
+def test_rfcr_inference_path_matches_autograd_path(memory_format, shortcut, size, fusion_norm):
+    neck = RFCR((16, 24, 32), collect_channels=16, fuse_channels=24, shortcut_channels=shortcut,
+                fusion_norm=fusion_norm)
+    neck.init_weights()
+    randomize_bn_stats(neck)
+    with torch.no_grad():
+        neck.fusion_weights.uniform_(-1.5, 1.5)
+    neck.eval().to(memory_format=memory_format)
+    feats = [f.to(memory_format=memory_format) for f in _pyramid(size, (16, 24, 32), shortcut)]
+    autograd_outs = neck(feats)  # parameters require grad: the reference path
+    assert autograd_outs[0].requires_grad
+    with torch.inference_mode():
+        fast_outs = neck(feats)
+        refs = rfcr_reference(feats, neck.state_dict(), shortcut=bool(shortcut))
+    for fast, slow, ref in zip(fast_outs, autograd_outs, refs):
+        torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-5)
+        if fusion_norm is None:
+            torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_rfcr_inference_path_leaves_inputs_alone():
+    neck = RFCR((16, 24, 32), collect_channels=16, fuse_channels=24).eval()
+    feats = _pyramid((64, 64), (16, 24, 32))
+    copies = [f.clone() for f in feats]
+    with torch.no_grad():
+        neck(feats)
+    for f, c in zip(feats, copies):
+        assert torch.equal(f, c)
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_yoloret_neck_inference_path_matches_autograd_path(memory_format):
+    neck = YOLOReTNeck((40, 48, 56), out_channels=30, widths=(16, 24, 32))
+    neck.init_weights()
+    randomize_bn_stats(neck)
+    neck.eval().to(memory_format=memory_format)
+    feats = [f.to(memory_format=memory_format) for f in _pyramid((161, 97), (40, 48, 56))]
+    slow = neck(feats)
+    with torch.inference_mode():
+        fast = neck(feats)
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5)
