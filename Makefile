@@ -1,7 +1,7 @@
 # rfcr: one command to set up, one to test, one to run the demo. See README.md.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_CONFIG := configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb16-320-30e_synthetic.py
+DEMO_CONFIG := configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthetic.py
 DEMO_DATA := data/synthetic
 DEMO_WORK := work_dirs/demo
 

@@ -14,7 +14,7 @@ from rfcr.tools import test as rfcr_test
 from rfcr.tools import train as rfcr_train
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb16-320-30e_synthetic.py'
+DEMO = ROOT / 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthetic.py'
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,9 @@
 # The CPU demo: YOLO-ReT-M0.75 at 320 trained from scratch on rfcr's synthetic shapes
-# (6 classes). `make demo` generates the data, trains, evaluates with CocoMetric and prints
-# the metrics.
+# (6 classes, 1500 training images). `make demo` generates the data, trains 3 epochs (1125
+# iterations of 4 images), evaluates with CocoMetric and prints the metrics. The recipe is
+# tuned for a 2-core CPU budget of 20 minutes: small batches (more updates per second),
+# AdamW at 1e-2 with a cosine decay, anchors fitted to the shapes, bfloat16 autocast and
+# channels_last.
 _base_ = [
     '../_base_/models/yoloret_mobilenetv2-0.75_coco.py',
     '../_base_/datasets/synthetic_shapes-320.py',
@@ -18,12 +21,15 @@ model = dict(
     bbox_head=dict(
         num_classes=num_classes,
         in_channels=[pred_channels] * 3,
-        # The shapes are 10-128 px: YOLOv3's 320-input anchors (mmdet's 320 config).
-        anchor_generator=dict(base_sizes=[[(220, 125), (128, 222), (264, 266)],
-                                          [(35, 87), (102, 96), (60, 170)],
-                                          [(10, 15), (24, 36), (72, 42)]])))
+        # The shapes are square-ish and 12-128 px: square anchors spaced log-uniformly over
+        # that range (YOLOv3's COCO anchors are elongated and up to 266 px).
+        anchor_generator=dict(base_sizes=[[(70, 70), (94, 94), (126, 126)],
+                                          [(29, 29), (39, 39), (52, 52)],
+                                          [(12, 12), (16, 16), (22, 22)]])))
 
-max_epochs = 4
+train_dataloader = dict(batch_size=4)
+
+max_epochs = 3
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
@@ -31,7 +37,7 @@ test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='AutocastOptimWrapper',
     dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
                        custom_keys={'fusion_weights': dict(decay_mult=0.0)}))
 param_scheduler = [
