@@ -179,6 +179,7 @@ class DeployRFCR(nn.Module):
         self.out_channels = rfcr.out_channels
         self.out_indices = tuple(rfcr.out_indices)
         self.shortcut_channels = rfcr.shortcut_channels
+        self.input_channels = rfcr.input_channels
         self.num_inputs = len(rfcr.collect_convs)
         with torch.no_grad():
             weights = rfcr.normalized_fusion_weights().detach().double()
@@ -204,6 +205,10 @@ class DeployRFCR(nn.Module):
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         if len(inputs) != self.num_inputs:
             raise ValueError(f'DeployRFCR expects {self.num_inputs} inputs, got {len(inputs)}')
+        return self.redistribute(inputs, self.fuse(inputs))
+
+    def fuse(self, inputs: Sequence[Tensor]) -> Tensor:
+        """:meth:`RFCR.fuse <rfcr.models.RFCR.fuse>`, folded."""
         x8, x16, x32 = inputs[-3:]
         size16 = x16.shape[-2:]
         conv8, conv16, conv32 = self.collect_convs[-3:]
@@ -213,17 +218,9 @@ class DeployRFCR(nn.Module):
                 max_pool_to(inputs[0], size16, 4, 'shortcut input'))
         pooled = max_pool_to(conv8(x8), size16, 2, 'stride-8 input')
         fused = fused - pooled if self.subtract_stride8 else fused + pooled
-        fused = self.fuse_conv(fused)  # (N, fuse_channels, H16, W16)
+        return self.fuse_conv(fused)  # (N, fuse_channels, H16, W16)
 
-        # Redistribution, as in RFCR.forward (not a method of its own there to call).
-        outs = []
-        if 0 in self.out_indices:
-            outs.append(torch.cat([x8, upsample_to(fused, x8.shape[-2:], 2, 'fused map')], 1))
-        if 1 in self.out_indices:
-            outs.append(torch.cat([x16, fused], 1))
-        if 2 in self.out_indices:
-            outs.append(torch.cat([x32, max_pool_to(fused, x32.shape[-2:], 2, 'fused map')], 1))
-        return tuple(outs)
+    redistribute = RFCR.redistribute  # the same concatenations, reading out_indices
 
 
 # Modules that fold into a deploy module of their own; checked in this order.

@@ -155,6 +155,11 @@ class RFCR(BaseModule):
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         self._check_inputs(inputs)
+        return self.redistribute(inputs, self.fuse(inputs))
+
+    def fuse(self, inputs: Sequence[Tensor]) -> Tensor:
+        """The fused stride-16 map, ``(N, fuse_channels, H16, W16)``: collect, weighted
+        sum, separable conv. ``inputs`` as for ``forward`` (not checked here)."""
         x8, x16, x32 = inputs[-3:]
         size16 = x16.shape[-2:]
         convs = iter(self.collect_convs)
@@ -170,13 +175,19 @@ class RFCR(BaseModule):
         fused = weights[0] * collected[0]
         for w, c in zip(weights[1:], collected[1:]):
             fused = fused + w * c
-        fused = self.fuse_conv(fused)  # (N, fuse_channels, H16, W16)
+        return self.fuse_conv(fused)
 
+    def redistribute(self, inputs: Sequence[Tensor], fused: Tensor,
+                     indices: Optional[Sequence[int]] = None) -> tuple[Tensor, ...]:
+        """Each raw input at strides 8, 16, 32 concatenated with ``fused`` resized to it,
+        for the scales in ``indices`` (default: ``out_indices``; 0: stride 8)."""
+        x8, x16, x32 = inputs[-3:]
+        indices = self.out_indices if indices is None else indices
         outs = []
-        if 0 in self.out_indices:
+        if 0 in indices:
             outs.append(torch.cat([x8, upsample_to(fused, x8.shape[-2:], 2, 'fused map')], 1))
-        if 1 in self.out_indices:
+        if 1 in indices:
             outs.append(torch.cat([x16, fused], 1))
-        if 2 in self.out_indices:
+        if 2 in indices:
             outs.append(torch.cat([x32, max_pool_to(fused, x32.shape[-2:], 2, 'fused map')], 1))
         return tuple(outs)
