@@ -1,16 +1,27 @@
 """Inference-time folding: BN into the convs before it, RFCR's fusion scalars into its
-collect convs, training-only machinery (checkpointing, drop-path, BN statistics) dropped.
+collect convs, YOLO-ReT's consecutive linear maps into one, training-only machinery
+(checkpointing, drop-path, BN statistics) dropped.
 
 :func:`switch_to_deploy` rewrites a model in place; the rewritten modules compute, in eval
 mode, what the originals compute, up to float rounding::
 
     ConvModule(conv - BN - act)        ->  ConvAct(conv with BN folded in - act)
-    mmdet InvertedResidual             ->  DeployInvertedResidual (its convs folded)
+    mmdet InvertedResidual             ->  DeployInvertedResidual (its convs folded, the
+                                           residual summed in the last conv's epilogue)
+    mmdet SELayer (1x1 convs)          ->  DeploySE (two matrix products)
     RFCR                               ->  DeployRFCR (fusion scalars in the collect convs)
+    YOLOReTNeck                        ->  DeployYOLOReTNeck (linear maps composed,
+                                           :mod:`rfcr.deploy.compose`)
+    YOLO-ReT detector (RFCR + YOLOReTNeck + YOLOReTHead)
+                                       ->  one DeployYOLOReTNeck returning the predictions
+
+Every conv of these modules runs as one oneDNN call with its bias, activation and sum
+(:class:`~rfcr.deploy.fused.FusedConv`) where that is exact, else as ``F.conv2d`` + the
+activation (autograd, tracing and ONNX export, other devices and dtypes).
 
 The models under ``rfcr/models`` are not touched: folding reads their public structure
 (``RFCR.collect_convs``, ``RFCR.normalized_fusion_weights()``, ``RFCR.fuse_conv``, mmcv's
-``ConvModule``, mmdet's ``InvertedResidual``) and builds new modules from it.
+``ConvModule``, mmdet's ``InvertedResidual`` and ``SELayer``) and builds new modules from it.
 """
 from __future__ import annotations
 
@@ -24,10 +35,13 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from mmdet.models.layers import InvertedResidual
+from mmdet.models.layers import InvertedResidual, SELayer
 
 from ..models.layers import max_pool_to, upsample_to
+from ..models.layers.resize import eager_inference
 from ..models.necks.rfcr import RFCR
+from ..models.necks.yoloret_neck import YOLOReTNeck
+from .fused import FusedConv
 
 __all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'fold_bn', 'switch_to_deploy']
 
@@ -67,8 +81,9 @@ def fold_bn(conv: _ConvNd, bn: _BatchNorm) -> _ConvNd:
     return fused
 
 
-class ConvAct(nn.Module):
-    """A conv (norm folded in) then an optional activation: ``ConvModule`` at inference.
+class ConvAct(FusedConv):
+    """A conv (norm folded in) then an optional activation: ``ConvModule`` at inference,
+    as one fused oneDNN call where possible (:class:`~rfcr.deploy.fused.FusedConv`).
 
     Args:
         conv: The conv, usually from :func:`fold_bn`.
@@ -79,16 +94,13 @@ class ConvAct(nn.Module):
 
     def __init__(self, conv: nn.Module, act: Optional[nn.Module] = None,
                  padding: Optional[nn.Module] = None) -> None:
-        super().__init__()
+        super().__init__(conv, act)
         self.padding = padding
-        self.conv = conv
-        self.act = act
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, other: Optional[Tensor] = None) -> Tensor:
         if self.padding is not None:
             x = self.padding(x)
-        x = self.conv(x)
-        return x if self.act is None else self.act(x)
+        return super().forward(x, other)
 
 
 def _fold_conv_module(module: ConvModule) -> nn.Module:
@@ -115,10 +127,57 @@ def _fold_conv_module(module: ConvModule) -> nn.Module:
     return ConvAct(conv, act, padding)
 
 
+class DeploySE(nn.Module):
+    """mmdet's ``SELayer`` at inference: ``x * act2(fc2(act1(fc1(mean(x)))))`` with the
+    two 1x1 convs of the squeezed vector as matrix products (a 1x1 map is all per-call
+    overhead for a conv kernel).
+
+    Args:
+        se: The layer to fold (read, not modified).
+        inplace: Scale ``x`` in place where no autograd or tracer sees it. Set by an owner
+            whose ``x`` is a temporary of its own (the depthwise conv's output).
+    """
+
+    def __init__(self, se: SELayer, inplace: bool = False) -> None:
+        super().__init__()
+        self.fc1, self.act1 = _linear_of(se.conv1)
+        self.fc2, self.act2 = _linear_of(se.conv2)
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.act1(self.fc1(x.mean((2, 3))))  # (N, C // ratio)
+        s = self.act2(self.fc2(s))[:, :, None, None]  # (N, C, 1, 1)
+        return x.mul_(s) if self.inplace and eager_inference() else x * s
+
+
+def _linear_of(module: ConvModule) -> tuple[nn.Linear, nn.Module]:
+    conv = module.conv
+    linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.flatten(1))
+        if conv.bias is not None:
+            linear.bias.copy_(conv.bias)
+    act = copy.deepcopy(module.activate) if module.with_activation else nn.Identity()
+    return linear.requires_grad_(False), act
+
+
+def _fold_se(se: SELayer) -> nn.Module:
+    """``SELayer`` -> :class:`DeploySE` when both its convs are plain 1x1 convs
+    (no norm), else ``se`` with its convs folded."""
+    convs = (se.conv1, se.conv2)
+    if all(isinstance(m, ConvModule) and not m.with_norm and type(m.conv) is nn.Conv2d
+           and m.conv.kernel_size == (1, 1) and m.conv.groups == 1 for m in convs):
+        return DeploySE(se)
+    for name in ('conv1', 'conv2'):
+        setattr(se, name, switch_to_deploy(getattr(se, name)))
+    return se
+
+
 class DeployInvertedResidual(nn.Module):
-    """mmdet's ``InvertedResidual`` at inference: its layers in one ``nn.Sequential``
-    (expand conv, depthwise conv, squeeze-excite, linear conv, the ones it has), then the
-    residual add; no gradient checkpointing, no drop-path (identity in eval mode)."""
+    """mmdet's ``InvertedResidual`` at inference: its layers before the linear conv in one
+    ``nn.Sequential`` (expand conv, depthwise conv, squeeze-excite, the ones it has), then
+    the linear conv with the residual summed in its epilogue; no gradient checkpointing,
+    no drop-path (identity in eval mode)."""
 
     def __init__(self, block: InvertedResidual) -> None:
         super().__init__()
@@ -128,14 +187,20 @@ class DeployInvertedResidual(nn.Module):
         layers['depthwise_conv'] = block.depthwise_conv
         if block.with_se:
             layers['se'] = block.se
-        layers['linear_conv'] = block.linear_conv
         self.layers = nn.Sequential(
             OrderedDict((name, switch_to_deploy(m)) for name, m in layers.items()))
+        if isinstance(getattr(self.layers, 'se', None), DeploySE):
+            self.layers.se.inplace = True  # it scales the depthwise conv's fresh output
+        self.linear_conv = switch_to_deploy(block.linear_conv)
         self.with_res_shortcut = block.with_res_shortcut
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.layers(x)
-        return x + out if self.with_res_shortcut else out
+        if not self.with_res_shortcut:
+            return self.linear_conv(out)
+        if isinstance(self.linear_conv, ConvAct):
+            return self.linear_conv(out, x)
+        return x + self.linear_conv(out)
 
 
 class DeployRFCR(nn.Module):
@@ -198,7 +263,7 @@ class DeployRFCR(nn.Module):
                 folded.weight.copy_((conv.weight.double() * scale).to(conv.weight.dtype))
                 if folded.bias is not None:
                     folded.bias.copy_((conv.bias.double() * scale).to(conv.bias.dtype))
-            convs.append(folded)
+            convs.append(FusedConv(folded))
         self.collect_convs = nn.ModuleList(convs)
         self.fuse_conv = switch_to_deploy(copy.deepcopy(rfcr.fuse_conv))
 
@@ -212,10 +277,11 @@ class DeployRFCR(nn.Module):
         x8, x16, x32 = inputs[-3:]
         size16 = x16.shape[-2:]
         conv8, conv16, conv32 = self.collect_convs[-3:]
-        fused = conv16(x16) + upsample_to(conv32(x32), size16, 2, 'stride-32 input')
+        fused = upsample_to(conv32(x32), size16, 2, 'stride-32 input')
         if self.num_inputs == 4:
-            fused = fused + self.collect_convs[0](
-                max_pool_to(inputs[0], size16, 4, 'shortcut input'))
+            fused = self.collect_convs[0](max_pool_to(inputs[0], size16, 4, 'shortcut input'),
+                                          fused)
+        fused = conv16(x16, fused)  # the sum in the conv's epilogue
         pooled = max_pool_to(conv8(x8), size16, 2, 'stride-8 input')
         fused = fused - pooled if self.subtract_stride8 else fused + pooled
         return self.fuse_conv(fused)  # (N, fuse_channels, H16, W16)
@@ -228,21 +294,27 @@ _FOLDERS = (
     (RFCR, DeployRFCR),
     (ConvModule, _fold_conv_module),
     (InvertedResidual, DeployInvertedResidual),
+    (SELayer, _fold_se),
 )
 
 
 def switch_to_deploy(module: nn.Module) -> nn.Module:
     """Fold ``module`` for inference, in place, and return it in eval mode.
 
-    Every :class:`~rfcr.models.RFCR`, mmcv ``ConvModule`` (conv -> BN -> act) and mmdet
-    ``InvertedResidual`` inside ``module`` is replaced by its folded deploy module
-    (:class:`DeployRFCR`, :class:`ConvAct`, :class:`DeployInvertedResidual`); everything
-    else is kept, so a :class:`~rfcr.models.TruncatedMobileNetV2`,
-    :class:`~rfcr.models.YOLOReTNeck`, :class:`~rfcr.models.YOLOReTHead` or a whole mmdet
-    detector keeps its class, attributes and ``forward`` (a detector still ``predict``\\ s).
-    The outputs equal those of the original in eval mode (BN running statistics, the
-    fusion weights after ``fusion_norm``), up to float rounding. Calling it again is a
-    no-op. The result is for inference only: it has no BN to train and no fusion weights.
+    Every :class:`~rfcr.models.RFCR`, :class:`~rfcr.models.YOLOReTNeck`, mmcv
+    ``ConvModule`` (conv -> BN -> act), mmdet ``InvertedResidual`` and ``SELayer`` inside
+    ``module`` is replaced by its deploy module (:class:`DeployRFCR`,
+    :class:`~rfcr.deploy.DeployYOLOReTNeck`, :class:`ConvAct`,
+    :class:`DeployInvertedResidual`, :class:`DeploySE`). A YOLO-ReT detector's RFCR, neck
+    and prediction convs become one ``DeployYOLOReTNeck`` returning the prediction maps
+    (the head's convs become identities,
+    :func:`~rfcr.deploy.compose.fold_yoloret_detector`). Everything else is kept, so a
+    :class:`~rfcr.models.TruncatedMobileNetV2`, :class:`~rfcr.models.YOLOReTHead` or a
+    whole mmdet detector keeps its class, attributes and ``forward`` (a detector still
+    ``predict``\\ s, and exports). The outputs equal those of the original in eval mode
+    (BN running statistics, the fusion weights after ``fusion_norm``), up to float
+    rounding. Calling it again is a no-op. The result is for inference only: it has no BN
+    to train and no fusion weights.
 
     Args:
         module: A model or any part of one.
@@ -271,11 +343,17 @@ def switch_to_deploy(module: nn.Module) -> nn.Module:
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f'module must be a torch.nn.Module, got {type(module).__name__}')
-    for cls, fold in _FOLDERS:
+    # Imported here: compose builds on this module's folders.
+    from .compose import DeployYOLOReTNeck, fold_yoloret_detector
+    fold_yoloret_detector(module)  # the head's prediction convs into the neck
+    for cls, fold in _FOLDERS + ((YOLOReTNeck, DeployYOLOReTNeck), ):
         if isinstance(module, cls):
-            return fold(module).eval()
+            folded = fold(module)
+            folded.eval()
+            return folded
     for name, child in list(module.named_children()):
         folded = switch_to_deploy(child)
         if folded is not child:
             setattr(module, name, folded)
-    return module.eval()
+    module.eval()  # not `return module.eval()`: mmdet's MobileNetV2.train() returns None
+    return module
