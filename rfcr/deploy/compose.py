@@ -34,9 +34,10 @@ from torch import Tensor, nn
 
 from ..models.dense_heads import YOLOReTHead
 from ..models.layers import max_pool_to, upsample_to
-from ..models.necks.rfcr import RFCR
+from ..models.layers.fused import ConvAct
+from ..models.necks.rfcr import RFCR, DeployRFCR
 from ..models.necks.yoloret_neck import MBConvNode, YOLOReTNeck
-from .fold import ConvAct, DeployInvertedResidual, DeployRFCR, switch_to_deploy
+from .fold import DeployInvertedResidual, switch_to_deploy
 
 __all__ = ['DeployYOLOReTNeck', 'fold_yoloret_detector']
 

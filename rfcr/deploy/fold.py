@@ -16,12 +16,14 @@ mode, what the originals compute, up to float rounding::
                                        ->  one DeployYOLOReTNeck returning the predictions
 
 Every conv of these modules runs as one oneDNN call with its bias, activation and sum
-(:class:`~rfcr.deploy.fused.FusedConv`) where that is exact, else as ``F.conv2d`` + the
-activation (autograd, tracing and ONNX export, other devices and dtypes).
+(:class:`~rfcr.models.layers.FusedConv`) where that is exact and pays, else as
+``F.conv2d`` + the activation (autograd, tracing and ONNX export, other devices and dtypes).
 
 The models under ``rfcr/models`` are not touched: folding reads their public structure
-(``RFCR.collect_convs``, ``RFCR.normalized_fusion_weights()``, ``RFCR.fuse_conv``, mmcv's
-``ConvModule``, mmdet's ``InvertedResidual`` and ``SELayer``) and builds new modules from it.
+(mmcv's ``ConvModule``, mmdet's ``InvertedResidual`` and ``SELayer``, the nodes of
+``YOLOReTNeck``) and builds new modules from it. ``DeployRFCR``, ``fold_bn`` and the fused
+conv layers live with the models (:mod:`rfcr.models.layers.fused`): RFCR's own eval fast
+path runs its ``DeployRFCR``.
 """
 from __future__ import annotations
 
@@ -37,94 +39,13 @@ from torch.nn.modules.conv import _ConvNd
 
 from mmdet.models.layers import InvertedResidual, SELayer
 
-from ..models.layers import max_pool_to, upsample_to
+from ..models.layers.fused import ConvAct, fold_bn, fold_conv_module
 from ..models.layers.resize import eager_inference
-from ..models.necks.rfcr import RFCR
+from ..models.necks.rfcr import RFCR, DeployRFCR
 from ..models.necks.yoloret_neck import YOLOReTNeck
-from .fused import FusedConv
 
-__all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'fold_bn', 'switch_to_deploy']
-
-
-def fold_bn(conv: _ConvNd, bn: _BatchNorm) -> _ConvNd:
-    """A copy of ``conv`` whose output equals ``bn(conv(x))`` with ``bn`` in eval mode.
-
-    ``bn(y) = scale * y + shift`` per channel, with ``scale = gamma / sqrt(var + eps)`` and
-    ``shift = beta - mean * scale``; both go into the conv's weight and bias. The copy keeps
-    the conv's class, stride, padding, groups and padding mode. Computed in float64.
-
-    Raises:
-        ValueError: if ``bn`` keeps no running statistics or does not match ``conv``.
-    """
-    if getattr(conv, 'transposed', False):
-        raise ValueError(f'conv={conv!r}: transposed convs are not folded')
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError(f'bn={bn!r} has no running statistics (track_running_stats=False); '
-                         'there is nothing to fold')
-    if bn.num_features != conv.out_channels:
-        raise ValueError(f'bn.num_features={bn.num_features} does not match '
-                         f'conv.out_channels={conv.out_channels}')
-    with torch.no_grad():
-        dtype = conv.weight.dtype
-        scale = bn.running_var.double().add(bn.eps).rsqrt()
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        shift = -bn.running_mean.double() * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.double()
-        if conv.bias is not None:
-            shift = shift + conv.bias.double() * scale
-        fused = copy.deepcopy(conv)
-        weight = conv.weight.double() * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
-        fused.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
-        fused.bias = nn.Parameter(shift.to(dtype), requires_grad=False)
-    return fused
-
-
-class ConvAct(FusedConv):
-    """A conv (norm folded in) then an optional activation: ``ConvModule`` at inference,
-    as one fused oneDNN call where possible (:class:`~rfcr.deploy.fused.FusedConv`).
-
-    Args:
-        conv: The conv, usually from :func:`fold_bn`.
-        act: Activation applied after it; ``None`` for none.
-        padding: Explicit padding layer applied before the conv (``ConvModule``'s
-            ``padding_layer`` for non-zero padding modes); ``None`` for none.
-    """
-
-    def __init__(self, conv: nn.Module, act: Optional[nn.Module] = None,
-                 padding: Optional[nn.Module] = None) -> None:
-        super().__init__(conv, act)
-        self.padding = padding
-
-    def forward(self, x: Tensor, other: Optional[Tensor] = None) -> Tensor:
-        if self.padding is not None:
-            x = self.padding(x)
-        return super().forward(x, other)
-
-
-def _fold_conv_module(module: ConvModule) -> nn.Module:
-    """``ConvModule`` -> :class:`ConvAct`, or ``module`` unchanged when it cannot be folded
-    (a norm other than BN, BN without running statistics, an order other than
-    conv -> norm -> act, or spectral norm, which recomputes the weight at every call)."""
-    present = {'conv': True, 'norm': module.with_norm, 'act': module.with_activation}
-    order = [name for name in module.order if present[name]]
-    if (order != [name for name in ('conv', 'norm', 'act') if present[name]]
-            or not isinstance(module.conv, _ConvNd)
-            or getattr(module, 'with_spectral_norm', False)):
-        return module
-    conv = module.conv
-    if module.with_norm:
-        norm = module.norm
-        if (not isinstance(norm, _BatchNorm) or norm.running_mean is None
-                or getattr(conv, 'transposed', False)):
-            return module
-        conv = fold_bn(conv, norm)
-    else:
-        conv = copy.deepcopy(conv).requires_grad_(False)
-    act = copy.deepcopy(module.activate) if module.with_activation else None
-    padding = copy.deepcopy(module.padding_layer) if module.with_explicit_padding else None
-    return ConvAct(conv, act, padding)
+__all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE', 'fold_bn',
+           'switch_to_deploy']
 
 
 class DeploySE(nn.Module):
@@ -203,96 +124,10 @@ class DeployInvertedResidual(nn.Module):
         return x + self.linear_conv(out)
 
 
-class DeployRFCR(nn.Module):
-    """:class:`~rfcr.models.RFCR` with its fusion scalars folded into its collect convs.
-
-    RFCR weights each collected map by a scalar ``w`` (after its ``fusion_norm``) and sums.
-    The scalar moves into the 1x1 collect conv, so the weighted sum becomes a plain sum:
-
-    - stride 4 (pool, then conv), 16 (conv) and 32 (conv, then nearest upsampling): ``w``
-      commutes with the resize, so the conv becomes ``w * conv`` for any sign of ``w``;
-    - stride 8 (conv, then max-pool): ``w * maxpool(y) = maxpool(w * y)`` only for
-      ``w >= 0``; for ``w < 0`` max becomes min. The conv becomes ``|w| * conv`` and the
-      pooled map is subtracted instead of added, which is exact for any sign and costs
-      nothing: a subtraction replaces an addition.
-
-    The separable fusion conv has its BNs folded (:class:`ConvAct`). Inputs, outputs,
-    ``in_channels``, ``out_channels`` and ``out_indices`` are those of the RFCR it is built
-    from; resizes use the same exact-size helpers, so odd input sizes work the same.
-
-    Args:
-        rfcr: The trained RFCR. It is read, not modified.
-
-    Example:
-        >>> import torch
-        >>> from rfcr.models import RFCR
-        >>> from rfcr.deploy import DeployRFCR
-        >>> neck = RFCR(in_channels=(24, 72, 120)).eval()
-        >>> neck.fusion_weights.data = torch.tensor([-0.5, 1.0, 2.0])  # stride 8 negative
-        >>> feats = (torch.rand(1, 24, 41, 41), torch.rand(1, 72, 21, 21),
-        ...          torch.rand(1, 120, 11, 11))
-        >>> folded = DeployRFCR(neck)
-        >>> with torch.no_grad():
-        ...     print(max(float((a - b).abs().max()) for a, b in zip(neck(feats), folded(feats)))
-        ...           < 1e-5)
-        True
-    """
-
-    def __init__(self, rfcr: RFCR) -> None:
-        super().__init__()
-        self.in_channels = rfcr.in_channels
-        self.out_channels = rfcr.out_channels
-        self.out_indices = tuple(rfcr.out_indices)
-        self.shortcut_channels = rfcr.shortcut_channels
-        self.input_channels = rfcr.input_channels
-        self.num_inputs = len(rfcr.collect_convs)
-        with torch.no_grad():
-            weights = rfcr.normalized_fusion_weights().detach().double()
-        if weights.numel() != self.num_inputs:
-            raise ValueError(f'rfcr has {self.num_inputs} collect convs but '
-                             f'{weights.numel()} fusion weights')
-        stride8 = self.num_inputs - 3  # input order: optional stride 4, then 8, 16, 32
-        # The stride-8 map is max-pooled after its conv: fold |w| there, keep the sign apart.
-        self.subtract_stride8 = bool(weights[stride8] < 0)
-        scales = weights.clone()
-        scales[stride8] = scales[stride8].abs()
-        convs = []
-        for conv, scale in zip(rfcr.collect_convs, scales):
-            folded = copy.deepcopy(conv).requires_grad_(False)
-            with torch.no_grad():
-                folded.weight.copy_((conv.weight.double() * scale).to(conv.weight.dtype))
-                if folded.bias is not None:
-                    folded.bias.copy_((conv.bias.double() * scale).to(conv.bias.dtype))
-            convs.append(FusedConv(folded))
-        self.collect_convs = nn.ModuleList(convs)
-        self.fuse_conv = switch_to_deploy(copy.deepcopy(rfcr.fuse_conv))
-
-    def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
-        if len(inputs) != self.num_inputs:
-            raise ValueError(f'DeployRFCR expects {self.num_inputs} inputs, got {len(inputs)}')
-        return self.redistribute(inputs, self.fuse(inputs))
-
-    def fuse(self, inputs: Sequence[Tensor]) -> Tensor:
-        """:meth:`RFCR.fuse <rfcr.models.RFCR.fuse>`, folded."""
-        x8, x16, x32 = inputs[-3:]
-        size16 = x16.shape[-2:]
-        conv8, conv16, conv32 = self.collect_convs[-3:]
-        fused = upsample_to(conv32(x32), size16, 2, 'stride-32 input')
-        if self.num_inputs == 4:
-            fused = self.collect_convs[0](max_pool_to(inputs[0], size16, 4, 'shortcut input'),
-                                          fused)
-        fused = conv16(x16, fused)  # the sum in the conv's epilogue
-        pooled = max_pool_to(conv8(x8), size16, 2, 'stride-8 input')
-        fused = fused - pooled if self.subtract_stride8 else fused + pooled
-        return self.fuse_conv(fused)  # (N, fuse_channels, H16, W16)
-
-    redistribute = RFCR.redistribute  # the same concatenations, reading out_indices
-
-
 # Modules that fold into a deploy module of their own; checked in this order.
 _FOLDERS = (
     (RFCR, DeployRFCR),
-    (ConvModule, _fold_conv_module),
+    (ConvModule, fold_conv_module),
     (InvertedResidual, DeployInvertedResidual),
     (SELayer, _fold_se),
 )

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from rfcr.deploy import fused
-from rfcr.deploy.fused import FusedConv, fused_activation
+from rfcr.models.layers import fused
+from rfcr.models.layers.fused import FusedConv, fused_activation
 
 ACTS = [None, nn.ReLU(), nn.ReLU6(inplace=True), nn.SiLU(), nn.Sigmoid(), nn.LeakyReLU(0.1),
         nn.Hardswish(), nn.Hardtanh(-1.0, 2.0)]
@@ -32,7 +32,8 @@ def _reference(conv, act, x, other=None):
                                        (8, 8, 5, 1, 8)])
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('with_other', [False, True])
-def test_matches_reference(act, conv_args, channels_last, with_other):
+def test_matches_reference(act, conv_args, channels_last, with_other, monkeypatch):
+    monkeypatch.setattr(fused, 'MIN_FUSED_1X1_OUTPUT', 0)  # small 1x1 convs too, any threads
     conv = _conv(*conv_args)
     module = FusedConv(conv, copy.deepcopy(act))
     x = torch.randn(2, conv.in_channels, 13, 10)
@@ -68,6 +69,24 @@ def test_reference_route_under_autograd_and_tracing_and_when_disabled():
         fused.set_enabled(True)
 
 
+@requires_onednn
+def test_small_1x1_convs_stay_on_thnn_at_one_thread():
+    module = FusedConv(_conv(k=1), nn.ReLU6())
+    previous = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            torch.set_num_threads(1)
+            module(torch.randn(1, 6, 8, 8))  # 640 output elements
+            assert not module._packed.entries
+            module(torch.randn(1, 6, 100, 100))  # 100,000
+            assert len(module._packed.entries) == 1
+            torch.set_num_threads(2)
+            module(torch.randn(1, 6, 8, 8))
+            assert len(module._packed.entries) == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_unfusable_convs_take_the_reference_route():
     conv = nn.Conv2d(4, 4, 3, padding=1, padding_mode='reflect').requires_grad_(False)
     module = FusedConv(conv, nn.GELU())  # reflect padding, an activation without a twin
@@ -80,7 +99,8 @@ def test_unfusable_convs_take_the_reference_route():
 
 
 @requires_onednn
-def test_packed_weights_follow_the_weight_and_the_input_shape():
+def test_packed_weights_follow_the_weight_and_the_input_shape(monkeypatch):
+    monkeypatch.setattr(fused, 'MIN_FUSED_1X1_OUTPUT', 0)
     conv = _conv(k=1)
     module = FusedConv(conv)
     with torch.no_grad():

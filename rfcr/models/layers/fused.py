@@ -1,40 +1,53 @@
-"""Eager convolutions with bias, activation and an optional sum fused into one oneDNN call.
+"""Eager convolutions with bias, activation and an optional sum fused into one oneDNN call,
+and BN folding: the inference layers of :mod:`rfcr.deploy` and of RFCR's eval fast path.
 
 PyTorch eager runs ``conv -> + bias -> activation`` as separate passes over the output,
 and at one thread it sends 1x1 convs to its THNN kernel, whose bias fill alone is a
-full strided pass (``ConvParams::use_mkldnn``). On the small maps of a detector at 320x320
-those passes cost as much as the convolutions. oneDNN applies bias, activation and a sum
-in the convolution's epilogue; PyTorch exposes that as ``torch.ops.mkldnn.
+full strided pass (``ConvParams::use_mkldnn``). On the maps of a detector at 320x320 those
+passes cost as much as the convolutions. oneDNN applies bias, activation and a sum in the
+convolution's epilogue; PyTorch exposes that as ``torch.ops.mkldnn.
 _convolution_pointwise`` (what ``torch.compile`` emits on CPU). :class:`FusedConv` calls
 it with the weight reordered once per input shape into oneDNN's blocked layout.
 
 Measured, 1 thread, channels_last, one call each, interleaved (``min`` of 200 calls):
 a 1x1 128->255 conv + bias + ReLU6 at 40x40 1.05 ms vs 1.50 ms unfused; 16->96 at 160x160
-2.0 ms vs 4.2 ms; a 3x3 depthwise + bias + ReLU6 at 80x80 0.73 ms vs 0.96 ms.
+2.0 ms vs 4.2 ms; a 3x3 depthwise + bias + ReLU6 at 80x80 0.73 ms vs 0.96 ms. But a oneDNN
+call costs ~50 us more than THNN's, so at one thread a 1x1 conv whose output has fewer
+than :data:`MIN_FUSED_1X1_OUTPUT` elements stays on ``F.conv2d`` (THNN), as PyTorch
+itself would run it: 24->48 at 40x40 takes 0.10 ms there against 0.16 ms fused.
 
 The fused route runs only where it gives the reference values (up to float rounding):
 float32 CPU tensors, no autograd, no tracer (:func:`~rfcr.models.layers.resize.
 eager_inference`), a PyTorch built with oneDNN whose op passes a one-time self-check.
 Everything else (tracing and ONNX export, autograd, CUDA, other dtypes) takes
-``F.conv2d`` + the activation module. :func:`set_enabled` switches the fused route off
-(for A/B timing or debugging).
+``F.conv2d`` + the activation. :func:`set_enabled` switches the fused route off (for A/B
+timing or debugging).
 
 The output of a fused conv is channels_last whatever the input's format: oneDNN's
-blocked weights pick that layout. Deploy models therefore run channels_last inside.
+blocked weights pick that layout.
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
-from ..models.layers.resize import eager_inference
+from .resize import eager_inference
 
-__all__ = ['FusedConv', 'fused_activation', 'is_enabled', 'set_enabled']
+__all__ = ['MIN_FUSED_1X1_OUTPUT', 'ConvAct', 'FusedConv', 'fold_bn', 'fold_conv_module',
+           'fused_activation', 'is_enabled', 'set_enabled']
 
 _state = {'enabled': True, 'checked': None}
+
+# At one thread, the smallest output (elements) for which a 1x1 conv takes the fused route:
+# below it, oneDNN's per-call overhead outweighs the bias and activation passes it saves.
+MIN_FUSED_1X1_OUTPUT = 100_000
 
 
 def set_enabled(enabled: bool) -> None:
@@ -105,7 +118,7 @@ class FusedConv(nn.Module):
 
     Example:
         >>> import torch
-        >>> from rfcr.deploy.fused import FusedConv
+        >>> from rfcr.models.layers import FusedConv
         >>> conv = torch.nn.Conv2d(8, 16, 1)
         >>> fused = FusedConv(conv, torch.nn.ReLU6())
         >>> x = torch.randn(1, 8, 10, 10)
@@ -123,13 +136,18 @@ class FusedConv(nn.Module):
         self._attr = fused_activation(act) if fusable else None
         self._args = ((list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
                       if fusable else ())
+        self._pointwise = fusable and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
         self._packed = _PackedCache()
 
     def _fused(self, x: Tensor) -> bool:
         w = self.conv.weight
-        return (self._attr is not None and x.dim() == 4 and x.dtype == torch.float32
+        if not (self._attr is not None and x.dim() == 4 and x.dtype == torch.float32
                 and x.device.type == 'cpu' and w.dtype == torch.float32
-                and eager_inference() and is_enabled())
+                and eager_inference() and is_enabled()):
+            return False
+        # One thread, small 1x1 conv: THNN (what F.conv2d picks there) is cheaper.
+        return not (self._pointwise and torch.get_num_threads() == 1
+                    and x.numel() // x.shape[1] * w.shape[0] < MIN_FUSED_1X1_OUTPUT)
 
     def forward(self, x: Tensor, other: Optional[Tensor] = None) -> Tensor:
         """``act(conv(x) + other)``; ``other`` (e.g. a residual) must have the output's
@@ -184,3 +202,84 @@ class _PackedCache:
 
     def __getstate__(self) -> dict:
         return {'entries': {}, 'source': ()}
+
+
+def fold_bn(conv: _ConvNd, bn: _BatchNorm) -> _ConvNd:
+    """A copy of ``conv`` whose output equals ``bn(conv(x))`` with ``bn`` in eval mode.
+
+    ``bn(y) = scale * y + shift`` per channel, with ``scale = gamma / sqrt(var + eps)`` and
+    ``shift = beta - mean * scale``; both go into the conv's weight and bias. The copy keeps
+    the conv's class, stride, padding, groups and padding mode. Computed in float64.
+
+    Raises:
+        ValueError: if ``bn`` keeps no running statistics or does not match ``conv``.
+    """
+    if getattr(conv, 'transposed', False):
+        raise ValueError(f'conv={conv!r}: transposed convs are not folded')
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f'bn={bn!r} has no running statistics (track_running_stats=False); '
+                         'there is nothing to fold')
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f'bn.num_features={bn.num_features} does not match '
+                         f'conv.out_channels={conv.out_channels}')
+    with torch.no_grad():
+        dtype = conv.weight.dtype
+        scale = bn.running_var.double().add(bn.eps).rsqrt()
+        if bn.weight is not None:
+            scale = scale * bn.weight.double()
+        shift = -bn.running_mean.double() * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.double()
+        if conv.bias is not None:
+            shift = shift + conv.bias.double() * scale
+        fused = copy.deepcopy(conv)
+        weight = conv.weight.double() * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+        fused.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
+        fused.bias = nn.Parameter(shift.to(dtype), requires_grad=False)
+    return fused
+
+
+class ConvAct(FusedConv):
+    """A conv (norm folded in) then an optional activation: ``ConvModule`` at inference,
+    as one fused oneDNN call where possible (:class:`FusedConv`).
+
+    Args:
+        conv: The conv, usually from :func:`fold_bn`.
+        act: Activation applied after it; ``None`` for none.
+        padding: Explicit padding layer applied before the conv (``ConvModule``'s
+            ``padding_layer`` for non-zero padding modes); ``None`` for none.
+    """
+
+    def __init__(self, conv: nn.Module, act: Optional[nn.Module] = None,
+                 padding: Optional[nn.Module] = None) -> None:
+        super().__init__(conv, act)
+        self.padding = padding
+
+    def forward(self, x: Tensor, other: Optional[Tensor] = None) -> Tensor:
+        if self.padding is not None:
+            x = self.padding(x)
+        return super().forward(x, other)
+
+
+def fold_conv_module(module: ConvModule) -> nn.Module:
+    """``ConvModule`` -> :class:`ConvAct`, or ``module`` unchanged when it cannot be folded
+    (a norm other than BN, BN without running statistics, an order other than
+    conv -> norm -> act, or spectral norm, which recomputes the weight at every call)."""
+    present = {'conv': True, 'norm': module.with_norm, 'act': module.with_activation}
+    order = [name for name in module.order if present[name]]
+    if (order != [name for name in ('conv', 'norm', 'act') if present[name]]
+            or not isinstance(module.conv, _ConvNd)
+            or getattr(module, 'with_spectral_norm', False)):
+        return module
+    conv = module.conv
+    if module.with_norm:
+        norm = module.norm
+        if (not isinstance(norm, _BatchNorm) or norm.running_mean is None
+                or getattr(conv, 'transposed', False)):
+            return module
+        conv = fold_bn(conv, norm)
+    else:
+        conv = copy.deepcopy(conv).requires_grad_(False)
+    act = copy.deepcopy(module.activate) if module.with_activation else None
+    padding = copy.deepcopy(module.padding_layer) if module.with_explicit_padding else None
+    return ConvAct(conv, act, padding)
