@@ -4,6 +4,10 @@ Runtime (:mod:`rfcr.deploy.export`) and latency measurement (:mod:`rfcr.deploy.r
 Only the folding is imported here; the export and runtime modules need the ``deploy``
 extra (``onnx``, ``onnxruntime``).
 """
-from .fold import ConvAct, DeployInvertedResidual, DeployRFCR, fold_bn, switch_to_deploy
+from ..models.layers.fused import ConvAct, FusedConv, fold_bn
+from ..models.necks.rfcr import DeployRFCR
+from .compose import DeployYOLOReTNeck
+from .fold import DeployInvertedResidual, DeploySE, switch_to_deploy
 
-__all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'fold_bn', 'switch_to_deploy']
+__all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE', 'DeployYOLOReTNeck',
+           'FusedConv', 'fold_bn', 'switch_to_deploy']

@@ -87,11 +87,16 @@ class _Part:
             raise SystemExit(f'rfcr-export: --neck {neck}, but {config} has {count} neck '
                              'module(s)')
 
-    def module(self, model: nn.Module) -> nn.Module:
+    def module(self, model: nn.Module, deploy: bool = False) -> nn.Module:
+        """The part to export; with ``deploy``, a folded copy of it. A part is folded on
+        its own: folding the whole detector would compose its head into its neck."""
+        from rfcr.deploy import switch_to_deploy
         from rfcr.deploy.export import detector_wrapper, neck_wrapper
-        if self.neck is None:
-            return detector_wrapper(model)
-        return neck_wrapper(model.neck if self.neck == 'all' else model.neck[int(self.neck)])
+        part = (model if self.neck is None else model.neck if self.neck == 'all'
+                else model.neck[int(self.neck)])
+        if deploy:
+            part = switch_to_deploy(copy.deepcopy(part))
+        return detector_wrapper(part) if self.neck is None else neck_wrapper(part)
 
     def inputs(self, model: nn.Module, images: Tensor) -> tuple[Tensor, ...]:
         if self.neck is None:
@@ -117,7 +122,6 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         SystemExit: with a message when verification fails.
     """
     args = _parse_args(argv)
-    from rfcr.deploy import switch_to_deploy
     from rfcr.deploy.export import (export_onnx, load_detector, odd_pyramid_size,
                                     onnx_op_counts, verify_onnx)
 
@@ -128,7 +132,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     part = _Part(model, args.neck, args.config)
     original = exported = part.module(model)
     if args.deploy:
-        exported = part.module(switch_to_deploy(copy.deepcopy(model)))
+        exported = part.module(model, deploy=True)
 
     height, width = args.shape
     if args.dynamic:  # trace where every shape-dependent branch takes its general path

@@ -122,3 +122,62 @@ def test_yoloret_neck_inference_path_matches_autograd_path(memory_format):
         fast = neck(feats)
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5)
+
+
+def _trained_like_rfcr(shortcut=None):
+    neck = RFCR((24, 72, 120), shortcut_channels=shortcut)
+    neck.init_weights()
+    randomize_bn_stats(neck)
+    with torch.no_grad():
+        neck.fusion_weights.uniform_(-1.5, 1.5)  # negative weights too
+    return neck.eval()
+
+
+def _rfcr_feats(shortcut=None, size=(41, 37)):
+    h, w = size
+    feats = [torch.randn(2, 24, h, w), torch.randn(2, 72, -(-h // 2), -(-w // 2)),
+             torch.randn(2, 120, -(-h // 4), -(-w // 4))]
+    if shortcut:
+        feats.insert(0, torch.randn(2, shortcut, 2 * h, 2 * w))
+    return feats
+
+
+@pytest.mark.parametrize('shortcut', [None, 16])
+def test_rfcr_eval_fast_path_follows_the_weights(shortcut):
+    """Eval without autograd runs a folded copy (BN and fusion weights in the convs): the
+    reference values, rebuilt whenever a weight changes in place or by load_state_dict."""
+    neck = _trained_like_rfcr(shortcut)
+    feats = _rfcr_feats(shortcut)
+
+    def check():
+        with torch.no_grad():
+            outs = neck(feats)
+            refs = rfcr_reference(feats, neck.state_dict(), shortcut=bool(shortcut))
+        for out, ref in zip(outs, refs):
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+    check()
+    assert '_folded_cache' in neck.__dict__  # the fast path ran
+    with torch.no_grad():
+        neck.fusion_weights.mul_(-0.5)  # in place, as an optimizer step does
+        neck.collect_convs[-1].weight.add_(0.1)
+    check()
+    other = _trained_like_rfcr(shortcut)
+    neck.load_state_dict(other.state_dict())
+    check()
+    neck.fuse_conv[0].norm.running_var.fill_(2.0)  # a BN statistic
+    check()
+    assert not any('folded' in key for key in neck.state_dict())
+    assert not any('folded' in name for name, _ in neck.named_modules())
+
+
+def test_rfcr_fast_path_not_taken_while_training_or_with_autograd():
+    neck = _trained_like_rfcr()
+    feats = _rfcr_feats()
+    outs = neck(feats)  # eval, autograd on: the reference path, differentiable
+    assert all(out.requires_grad for out in outs)
+    assert '_folded_cache' not in neck.__dict__
+    neck.train()
+    with torch.no_grad():
+        neck(feats)
+    assert '_folded_cache' not in neck.__dict__

@@ -1,3 +1,4 @@
+from .fused import ConvAct, FusedConv, fold_bn, fold_conv_module
 from .resize import max_pool_to, upsample_to
 
-__all__ = ['max_pool_to', 'upsample_to']
+__all__ = ['ConvAct', 'FusedConv', 'fold_bn', 'fold_conv_module', 'max_pool_to', 'upsample_to']

@@ -1,0 +1,117 @@
+"""FusedConv: the oneDNN route gives the reference values, and only runs where it may."""
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from rfcr.models.layers import fused
+from rfcr.models.layers.fused import FusedConv, fused_activation
+
+ACTS = [None, nn.ReLU(), nn.ReLU6(inplace=True), nn.SiLU(), nn.Sigmoid(), nn.LeakyReLU(0.1),
+        nn.Hardswish(), nn.Hardtanh(-1.0, 2.0)]
+requires_onednn = pytest.mark.skipif(not fused.is_enabled(), reason='no oneDNN fused conv op')
+
+
+def _conv(cin=6, cout=10, k=3, stride=1, groups=1):
+    conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups)
+    return conv.requires_grad_(False)
+
+
+def _reference(conv, act, x, other=None):
+    y = nn.functional.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding,
+                             conv.dilation, conv.groups)
+    y = y if other is None else y + other
+    return y if act is None else copy.deepcopy(act)(y)
+
+
+@requires_onednn
+@pytest.mark.parametrize('act', ACTS, ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize('conv_args', [(6, 10, 1, 1, 1), (6, 10, 3, 2, 1), (8, 8, 3, 1, 8),
+                                       (8, 8, 5, 1, 8)])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('with_other', [False, True])
+def test_matches_reference(act, conv_args, channels_last, with_other, monkeypatch):
+    monkeypatch.setattr(fused, 'MIN_FUSED_1X1_OUTPUT', 0)  # small 1x1 convs too, any threads
+    conv = _conv(*conv_args)
+    module = FusedConv(conv, copy.deepcopy(act))
+    x = torch.randn(2, conv.in_channels, 13, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    other = None
+    if with_other:
+        other = torch.randn_like(_reference(conv, None, x))
+    with torch.no_grad():
+        expected = _reference(conv, act, x, other)
+        got = module(x, other)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert module._packed.entries  # the fused route ran
+
+
+def test_reference_route_under_autograd_and_tracing_and_when_disabled():
+    conv = _conv(k=1)
+    module = FusedConv(conv, nn.ReLU6())
+    x = torch.randn(1, 6, 7, 7)
+    out = module(x)  # grad mode: the reference route
+    assert not module._packed.entries
+    torch.testing.assert_close(out, _reference(conv, nn.ReLU6(), x))
+    with torch.no_grad():
+        traced = torch.jit.trace(module, x, check_trace=False)
+    assert 'mkldnn' not in str(traced.graph) and not module._packed.entries
+    fused.set_enabled(False)
+    try:
+        assert not fused.is_enabled()
+        with torch.no_grad():
+            torch.testing.assert_close(module(x), _reference(conv, nn.ReLU6(), x))
+        assert not module._packed.entries
+    finally:
+        fused.set_enabled(True)
+
+
+@requires_onednn
+def test_small_1x1_convs_stay_on_thnn_at_one_thread():
+    module = FusedConv(_conv(k=1), nn.ReLU6())
+    previous = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            torch.set_num_threads(1)
+            module(torch.randn(1, 6, 8, 8))  # 640 output elements
+            assert not module._packed.entries
+            module(torch.randn(1, 6, 100, 100))  # 100,000
+            assert len(module._packed.entries) == 1
+            torch.set_num_threads(2)
+            module(torch.randn(1, 6, 8, 8))
+            assert len(module._packed.entries) == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_unfusable_convs_take_the_reference_route():
+    conv = nn.Conv2d(4, 4, 3, padding=1, padding_mode='reflect').requires_grad_(False)
+    module = FusedConv(conv, nn.GELU())  # reflect padding, an activation without a twin
+    assert module._attr is None
+    x = torch.randn(1, 4, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), nn.GELU()(conv(x)))
+    assert fused_activation(nn.GELU()) is None
+    assert fused_activation(nn.ReLU6()) == ('hardtanh', [0.0, 6.0])
+
+
+@requires_onednn
+def test_packed_weights_follow_the_weight_and_the_input_shape(monkeypatch):
+    monkeypatch.setattr(fused, 'MIN_FUSED_1X1_OUTPUT', 0)
+    conv = _conv(k=1)
+    module = FusedConv(conv)
+    with torch.no_grad():
+        for size in (5, 7, 5):
+            x = torch.randn(1, 6, size, size)
+            torch.testing.assert_close(module(x), conv(x), atol=1e-5, rtol=1e-5)
+        assert len(module._packed.entries) == 2
+        conv.weight.mul_(2)  # in place: the version counter moves, the cache is rebuilt
+        torch.testing.assert_close(module(x), conv(x), atol=1e-5, rtol=1e-5)
+        assert len(module._packed.entries) == 1
+        # Copies and pickles drop the oneDNN tensors, which cannot be copied.
+        for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+            assert not clone._packed.entries
+            torch.testing.assert_close(clone(x), conv(x), atol=1e-5, rtol=1e-5)
