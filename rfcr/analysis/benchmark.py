@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -37,6 +39,8 @@ from .latency import (MEMORY_FORMATS, Stats, interleaved_timings, paired_ratio, 
                       synchronizer)
 
 FORMAT_CHOICES = ('auto', 'contiguous', 'channels_last')
+RUNTIME_CHOICES = ('torch', 'onnxruntime')
+ORT = 'onnxruntime'  # the timing key of a candidate's ONNX Runtime runs, beside the formats
 
 
 def call_model(model: nn.Module, inputs: tuple) -> Any:
@@ -96,11 +100,18 @@ class Settings:
     warmup: int = 3
     repeats: Optional[int] = None  # None: each group's own
     peak_memory: bool = True
+    # 'onnxruntime' also exports every candidate (as built: folded or not) to ONNX and
+    # times ONNX Runtime on CPU in the same rounds as PyTorch eager.
+    runtime: str = 'torch'
 
     def __post_init__(self) -> None:
         if self.memory_format not in FORMAT_CHOICES:
             raise ValueError(f'memory_format must be one of {FORMAT_CHOICES}, got '
                              f'{self.memory_format!r}')
+        if self.runtime not in RUNTIME_CHOICES:
+            raise ValueError(f'runtime must be one of {RUNTIME_CHOICES}, got {self.runtime!r}')
+        if self.runtime == ORT and self.device != 'cpu':
+            raise ValueError(f"runtime='onnxruntime' runs on CPU; got device={self.device!r}")
         for name in ('batch_size', 'threads'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}')
@@ -136,6 +147,47 @@ def _macs_by_part(model: nn.Module, inputs: tuple) -> tuple[dict, dict]:
         parts['neck'] = macs.of('neck')
         parts['head'] = macs.total - parts['backbone'] - parts['neck']
     return parts, dict(macs.unsupported)
+
+
+def _flatten_inputs(inputs: tuple) -> tuple[tuple[torch.Tensor, ...], Callable]:
+    """``inputs`` (tensors, or lists / tuples of tensors) as a flat tuple of tensors, and
+    the function rebuilding the structure from such a tuple."""
+    flat, spec = [], []
+    for item in inputs:
+        if isinstance(item, torch.Tensor):
+            flat.append(item)
+            spec.append(None)
+        else:
+            flat.extend(item)
+            spec.append((type(item), len(item)))
+
+    def rebuild(tensors: Sequence[torch.Tensor]) -> tuple:
+        out, i = [], 0
+        for s in spec:
+            if s is None:
+                out.append(tensors[i])
+                i += 1
+            else:
+                out.append(s[0](tensors[i:i + s[1]]))
+                i += s[1]
+        return tuple(out)
+
+    return tuple(flat), rebuild
+
+
+def onnxruntime_runner(cand: Candidate, model: nn.Module, inputs: tuple, threads: int
+                       ) -> Callable[[], Any]:
+    """``cand.call(model, inputs)`` exported to ONNX (static shapes, opset 17) and run by
+    an ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    from rfcr.deploy.export import OnnxWrapper, export_onnx, ort_session
+    from rfcr.deploy.runtime import ort_runner
+    flat, rebuild = _flatten_inputs(inputs)
+    wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'model.onnx')
+        export_onnx(wrapper, flat, path)
+        session = ort_session(path, threads)  # holds the graph: the file may go
+    return ort_runner(session, flat)
 
 
 def _params_by_part(model: nn.Module) -> dict:
@@ -181,6 +233,14 @@ def run_group(group: Group, settings: Settings,
                 prepared.setdefault(cand.name, []).append(fmt)
         except Exception as e:  # a user's config may not build or run: report, go on
             row['error'] = f'{type(e).__name__}: {e}'
+        else:
+            if settings.runtime == ORT:
+                try:
+                    runners[(cand.name, ORT)] = onnxruntime_runner(
+                        cand, copy.deepcopy(model).to(memory_format=torch.contiguous_format),
+                        inputs, settings.threads)
+                except Exception as e:  # e.g. an op without an ONNX symbolic
+                    row['onnxruntime_error'] = f'{type(e).__name__}: {e}'
         progress(f'{group.name}: prepared {cand.name}', len(settings.formats))
 
     repeats = settings.repeats or group.repeats
@@ -195,7 +255,8 @@ def run_group(group: Group, settings: Settings,
         name, fmt = key.split('|')
         times.setdefault(name, {})[fmt] = ts
 
-    best = {name: min(t, key=lambda f: statistics.median(t[f])) for name, t in times.items()}
+    best = {name: min((f for f in t if f != ORT), key=lambda f: statistics.median(t[f]))
+            for name, t in times.items()}
     for row in rows:
         name = row['name']
         if name not in times:
@@ -203,7 +264,13 @@ def run_group(group: Group, settings: Settings,
         fmt = best[name]
         row['memory_format'] = fmt
         row['latency_ms'] = _stats_ms(times[name][fmt])
-        row['latency_ms_by_format'] = {f: _stats_ms(t) for f, t in times[name].items()}
+        row['latency_ms_by_format'] = {f: _stats_ms(t) for f, t in times[name].items()
+                                       if f != ORT}
+        if ORT in times[name]:  # how many times faster ONNX Runtime ran than eager
+            r = paired_ratio(times[name][fmt], times[name][ORT])
+            row['onnxruntime'] = dict(latency_ms=_stats_ms(times[name][ORT]),
+                                      speedup_vs_eager=dict(median=r.median, p10=r.p10,
+                                                            p90=r.p90))
         if len(times[name]) == 2:  # how much faster channels_last is than contiguous
             r = paired_ratio(times[name]['contiguous'], times[name]['channels_last'])
             row['channels_last_speedup'] = r.median
@@ -219,15 +286,19 @@ def run_group(group: Group, settings: Settings,
 
 def num_steps(group: Group, settings: Settings) -> int:
     """Forward passes :func:`run_group` reports to ``progress`` (if every candidate runs)."""
-    calls = len(group.candidates) * len(settings.formats)
-    return calls * (1 + settings.warmup + (settings.repeats or group.repeats))
+    n = len(group.candidates)
+    per_round = n * (len(settings.formats) + (settings.runtime == ORT))
+    return n * len(settings.formats) + per_round * (settings.warmup
+                                                    + (settings.repeats or group.repeats))
 
 
 @dataclass
 class Target:
     """A claim checked on measured ratios: ``a / b`` (paired, same group) vs ``threshold``.
 
-    ``speedup=True`` reports ``b / a`` instead (how many times faster ``a`` is).
+    ``speedup=True`` reports ``b / a`` instead (how many times faster ``a`` is). Each
+    row is taken in its faster memory format, or for ``a_runtime='onnxruntime'``, ``a``'s
+    ONNX Runtime timings (``a`` and ``b`` may then be the same row).
     """
     name: str
     group: str
@@ -236,6 +307,7 @@ class Target:
     op: str  # '<', '<=', '>', '>='
     threshold: float
     speedup: bool = False
+    a_runtime: str = 'torch'
 
     def check(self, rows: Sequence[dict], times: dict[str, dict[str, dict[str, list[float]]]]
               ) -> dict:
@@ -243,7 +315,8 @@ class Target:
                       threshold=self.threshold, measure='speed-up' if self.speedup else 'ratio')
         fmt = {(r['group'], r['name']): r.get('memory_format') for r in rows}
         try:
-            ta = times[self.group][self.a][fmt[(self.group, self.a)]]
+            ta = times[self.group][self.a][ORT if self.a_runtime == ORT
+                                          else fmt[(self.group, self.a)]]
             tb = times[self.group][self.b][fmt[(self.group, self.b)]]
         except KeyError:
             return dict(result, value=None, met=None)

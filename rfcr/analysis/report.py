@@ -24,7 +24,8 @@ CSV_FIELDS = ('group', 'name', 'family', 'source', 'ref', 'memory_format', 'para
               'macs_neck', 'macs_head', 'latency_median_ms', 'latency_p10_ms',
               'latency_p90_ms', 'latency_contiguous_median_ms',
               'latency_channels_last_median_ms', 'channels_last_speedup', 'ratio_vs_ref',
-              'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'peak_memory_mib', 'error')
+              'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'peak_memory_mib',
+              'onnxruntime_median_ms', 'onnxruntime_speedup_vs_eager', 'error')
 
 
 def machine_info(device: str, threads: int) -> dict:
@@ -97,6 +98,23 @@ def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dic
                          f'{_format_cell(r)} | {lat["median"]:.2f} | {lat["p90"]:.2f} | '
                          f'{ratio_cell} | {r["ref"]} | {peak} |')
         lines.append('')
+        ort_rows = [r for r in rows if r['group'] == g['name']
+                    and ('onnxruntime' in r or 'onnxruntime_error' in r)]
+        if ort_rows:
+            lines += [f'ONNX Runtime ({g["name"]}): each model as above, exported to ONNX '
+                      '(opset 17, static shapes) and run by an ONNX Runtime CPU session in '
+                      'the same rounds.', '',
+                      '| model | eager median ms (format) | ONNX Runtime median ms | '
+                      'ORT speed-up vs eager [p10-p90] |', '|---|---:|---:|---:|']
+            for r in ort_rows:
+                if 'onnxruntime' not in r:
+                    lines.append(f'| {r["name"]} | failed: {r["onnxruntime_error"][:120]} |||')
+                    continue
+                ort, up = r['onnxruntime']['latency_ms'], r['onnxruntime']['speedup_vs_eager']
+                lines.append(f'| {r["name"]} | {r["latency_ms"]["median"]:.2f} '
+                             f'({_format_cell(r).split(" ")[0]}) | {ort["median"]:.2f} | '
+                             f'{up["median"]:.3f} [{up["p10"]:.2f}-{up["p90"]:.2f}] |')
+            lines.append('')
     if targets:
         lines += ['**Targets** (ratios from this run)', '',
                   '| target | measured [p10-p90] | wanted | met |', '|---|---:|---:|:---:|']
@@ -145,6 +163,12 @@ def csv_rows(rows: Sequence[dict]) -> list[dict]:
         flat['ratio_vs_ref_p10'] = ratio.get('p10', '')
         flat['ratio_vs_ref_p90'] = ratio.get('p90', '')
         flat['peak_memory_mib'] = r.get('peak_memory_mib', '')
+        ort = r.get('onnxruntime', {})
+        flat['onnxruntime_median_ms'] = ort.get('latency_ms', {}).get('median', '')
+        flat['onnxruntime_speedup_vs_eager'] = ort.get('speedup_vs_eager', {}).get('median', '')
+        if 'onnxruntime_error' in r:
+            flat['error'] = (flat['error'] + '; ' if flat['error'] else '') + \
+                f'onnxruntime: {r["onnxruntime_error"]}'
         out.append(flat)
     return out
 

@@ -25,7 +25,6 @@ import copy
 import os
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..analysis.latency import interleaved_timings
 from .export import DEFAULT_OPSET, export_onnx, ort_session
 from .fold import switch_to_deploy
 
@@ -91,21 +91,13 @@ def ort_runner(session, inputs: Sequence[Tensor]) -> Callable[[], object]:
 def time_interleaved(runners: Mapping[str, Callable[[], object]], warmup: int = 5,
                      runs: int = 30) -> list[Latency]:
     """Time each runner ``runs`` times after ``warmup`` calls, interleaved: every round
-    calls each runner once, starting one further along each round."""
+    calls each runner once, starting one further along each round
+    (:func:`rfcr.analysis.latency.interleaved_timings`)."""
     for name, value in (('warmup', warmup), ('runs', runs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (name == 'runs'):
             raise ValueError(f'{name} must be an int >= {int(name == "runs")}, got {value!r}')
-    names = list(runners)
-    for _ in range(warmup):
-        for name in names:
-            runners[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(runs):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            runners[name]()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return [Latency(name, tuple(times[name])) for name in names]
+    times = interleaved_timings(runners, repeats=runs, warmup=warmup)
+    return [Latency(name, tuple(t * 1e3 for t in ts)) for name, ts in times.items()]
 
 
 def deploy_runners(module: nn.Module,

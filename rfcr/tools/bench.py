@@ -6,6 +6,9 @@ Default suite (no data, no GPU, random weights; 320x320, batch 1, all cores):
 - the paper's Table 4 ablation as a cost table, widths 0.75 and 1.4 (VOC heads);
 - the swap-ins next to the mmdet models they came from, and YOLO-ReT-M0.75/M1.4 (COCO);
 - necks on the M0.75 pyramid: RFCR vs the seed-notes port, mmdet FPN and PAFPN;
+- deploy: the detectors again, every one folded for inference with
+  ``rfcr.deploy.switch_to_deploy`` (BN into convs for mmdet's too; YOLO-ReT's linear maps
+  composed), and RFCR folded vs the port;
 
 then checks the issue's targets on the measured ratios. ``--configs`` benchmarks any mmdet
 configs instead (the first, or ``--baseline``, is the reference).
@@ -18,6 +21,7 @@ Examples::
 
     rfcr-bench                                    # the default suite (make bench)
     rfcr-bench --suite necks --threads 1
+    rfcr-bench --suite detectors deploy --runtime onnxruntime   # + ONNX Runtime rows
     rfcr-bench --configs mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py \\
         configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py
 """
@@ -34,12 +38,13 @@ from typing import Optional, Sequence
 import torch
 from mmengine.config import DictAction
 
-from rfcr.analysis.benchmark import FORMAT_CHOICES, Candidate, Group, Settings, Suite, Target
+from rfcr.analysis.benchmark import (FORMAT_CHOICES, RUNTIME_CHOICES, Candidate, Group,
+                                     Settings, Suite, Target)
 from rfcr.analysis.latency import default_threads
 from rfcr.tools.summary import parse_size, positive_int
 
 REPO = Path(__file__).resolve().parents[2]
-SUITES = ('ablation', 'detectors', 'necks')
+SUITES = ('ablation', 'detectors', 'necks', 'deploy')
 ABLATION_ROWS = (  # (label, config file suffix) in Table 4's order
     ('full (baseline)', 'full_fpnpan'),
     ('+truncation', 'trunc_fpnpan'),
@@ -97,6 +102,39 @@ def ablation_group(width: str) -> Group:
                     for label, suffix in ABLATION_ROWS])
 
 
+YOLORET_M075 = 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py'
+
+
+def _deployed(build):
+    """``build()`` folded for inference (``rfcr.deploy.switch_to_deploy``)."""
+    from rfcr.deploy import switch_to_deploy
+    return switch_to_deploy(build())
+
+
+def deploy_group() -> Group:
+    yolov3, ssdlite = 'yolov3_mobilenetv2_320 (folded)', 'ssdlite_mobilenetv2 (folded)'
+    c = list(NECK_CHANNELS)
+    rfcr = partial(_mmdet_neck, dict(type='RFCR', in_channels=c))
+    return Group(
+        'deploy', baseline=yolov3, repeats=60,
+        note='every model folded for inference by rfcr.deploy.switch_to_deploy: BN into the '
+             'convs for all (mmdet models too, so the comparison is fair), YOLO-ReT\'s '
+             'linear maps composed; COCO heads. Necks on the M0.75 pyramid.',
+        candidates=[
+            Candidate(yolov3, 'mmdet', partial(_deployed, config_builder(MMDET_YOLOV3)),
+                      image, source=MMDET_YOLOV3),
+            Candidate(ssdlite, 'mmdet', partial(_deployed, config_builder(MMDET_SSDLITE)),
+                      image, source=MMDET_SSDLITE),
+            Candidate('YOLO-ReT-M0.75 (folded)', 'YOLO-ReT',
+                      partial(_deployed, config_builder(YOLORET_M075)), image,
+                      source=YOLORET_M075),
+            Candidate('RFCR (folded)', 'RFCR', partial(_deployed, rfcr), pyramid,
+                      source='rfcr.deploy.DeployRFCR', ref='seed-port RFCR'),
+            Candidate('seed-port RFCR', 'seed port', _seed_port, pyramid,
+                      source='benchmarks/seed_port_rfcr.py', ref='RFCR (folded)'),
+        ])
+
+
 def detectors_group() -> Group:
     yolov3, ssdlite = 'yolov3_mobilenetv2_320', 'ssdlite_mobilenetv2'
     swapin = 'configs/swapin/{}_mobilenetv2-trunc_rfcr{}.py'.format
@@ -111,8 +149,7 @@ def detectors_group() -> Group:
             config_candidate(ssdlite, 'mmdet', MMDET_SSDLITE),
             config_candidate('ssdlite swap-in (trunc+RFCR)', 'swap-in',
                              swapin('ssdlite', '-scratch_8xb24-600e_coco'), ref=ssdlite),
-            config_candidate('YOLO-ReT-M0.75', 'YOLO-ReT',
-                             'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py'),
+            config_candidate('YOLO-ReT-M0.75', 'YOLO-ReT', YOLORET_M075),
             config_candidate('YOLO-ReT-M1.4', 'YOLO-ReT',
                              'configs/yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-320-250e_coco.py'),
         ])
@@ -162,7 +199,7 @@ def necks_group() -> Group:
         ])
 
 
-def default_suite(suites: Sequence[str] = SUITES) -> Suite:
+def default_suite(suites: Sequence[str] = SUITES, runtime: str = 'torch') -> Suite:
     groups, targets = [], []
     if 'ablation' in suites:
         for width in ABLATION_DIRS:
@@ -179,10 +216,29 @@ def default_suite(suites: Sequence[str] = SUITES) -> Suite:
             Target('YOLO-ReT-M0.75 <= 0.7x yolov3_mobilenetv2_320', 'detectors-COCO',
                    'YOLO-ReT-M0.75', 'yolov3_mobilenetv2_320', '<=', 0.7),
         ]
+        if runtime == 'onnxruntime':
+            targets.append(Target('ONNX Runtime >= 2x faster than eager: YOLO-ReT-M0.75',
+                                  'detectors-COCO', 'YOLO-ReT-M0.75', 'YOLO-ReT-M0.75', '>=',
+                                  2.0, speedup=True, a_runtime='onnxruntime'))
     if 'necks' in suites:
         groups.append(necks_group())
         targets.append(Target('RFCR >= 1.3x faster than the seed port (eval)', 'necks',
                               'RFCR', 'seed-port RFCR', '>=', 1.3, speedup=True))
+    if 'deploy' in suites:
+        groups.append(deploy_group())
+        yoloret, yolov3 = 'YOLO-ReT-M0.75 (folded)', 'yolov3_mobilenetv2_320 (folded)'
+        targets += [
+            Target('folded: YOLO-ReT-M0.75 faster than ssdlite_mobilenetv2', 'deploy',
+                   yoloret, 'ssdlite_mobilenetv2 (folded)', '<', 1.0),
+            Target('folded: YOLO-ReT-M0.75 <= 0.7x yolov3_mobilenetv2_320', 'deploy',
+                   yoloret, yolov3, '<=', 0.7),
+            Target('folded: RFCR >= 1.3x faster than the seed port', 'deploy',
+                   'RFCR (folded)', 'seed-port RFCR', '>=', 1.3, speedup=True),
+        ]
+        if runtime == 'onnxruntime':
+            targets.append(Target('ONNX Runtime >= 2x faster than eager: YOLO-ReT-M0.75 '
+                                  '(folded)', 'deploy', yoloret, yoloret, '>=', 2.0,
+                                  speedup=True, a_runtime='onnxruntime'))
     return Suite(groups, targets)
 
 
@@ -224,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]' (default: cpu)")
     parser.add_argument('--memory-format', choices=FORMAT_CHOICES, default='auto',
                         help='auto: time both, report the faster (default)')
+    parser.add_argument('--runtime', choices=RUNTIME_CHOICES, default='torch',
+                        help='onnxruntime: also export every model to ONNX and time ONNX '
+                        'Runtime (CPU) in the same rounds as PyTorch eager (default: torch)')
     parser.add_argument('--repeats', type=positive_int,
                         help='timed rounds per group (default: 30 for detectors, 300 for '
                         'necks)')
@@ -248,11 +307,12 @@ def run(argv: Sequence[str] | None = None) -> dict:
     from rfcr.analysis.report import machine_info, markdown, plot, write_outputs
 
     suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
-             else default_suite(args.suite))
+             else default_suite(args.suite, args.runtime))
     settings = Settings(input_size=args.input_size, batch_size=args.batch_size,
                         threads=args.threads, device=args.device,
                         memory_format=args.memory_format, warmup=args.warmup,
-                        repeats=args.repeats, peak_memory=not args.no_peak_memory)
+                        repeats=args.repeats, peak_memory=not args.no_peak_memory,
+                        runtime=args.runtime)
     meta = machine_info(args.device, args.threads)
     meta.update(command=' '.join(['rfcr-bench'] + list(argv if argv is not None
                                                          else sys.argv[1:])),

@@ -102,16 +102,42 @@ def test_bad_baseline():
     with pytest.raises(ValueError, match=r'--baseline must name one of the configs'):
         bench.configs_suite(['a/b.py'], 'c', None)
 
+def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
+    result = bench.run(['--suite', 'deploy', '--runtime', 'onnxruntime', '--out-dir',
+                        str(tmp_path), '--no-plot', '--no-peak-memory'] + TINY)
+    rows = {r['name']: r for r in result['rows']}
+    assert list(rows) == ['yolov3_mobilenetv2_320 (folded)', 'ssdlite_mobilenetv2 (folded)',
+                          'YOLO-ReT-M0.75 (folded)', 'RFCR (folded)', 'seed-port RFCR']
+    for row in rows.values():
+        assert 'error' not in row, row.get('error')
+        assert _finite(row['ratio_vs_ref']['median'])
+    # YOLO-ReT's prediction convs are composed into its neck: the head runs nothing.
+    yoloret = rows['YOLO-ReT-M0.75 (folded)']
+    assert yoloret['macs']['head'] == 0 and yoloret['params']['head'] == 0
+    assert rows['RFCR (folded)']['ref'] == 'seed-port RFCR'
+    # ONNX Runtime beside eager, every row, in the same rounds (2 timings each).
+    for row in rows.values():
+        assert 'onnxruntime_error' not in row, row.get('onnxruntime_error')
+        assert row['onnxruntime']['latency_ms']['n'] == 2
+        assert _finite(row['onnxruntime']['speedup_vs_eager']['median'])
+        assert set(row['latency_ms_by_format']) == {'contiguous', 'channels_last'}
+    names = [t['name'] for t in result['targets']]
+    assert names[2].startswith('folded: RFCR') and 'ONNX Runtime' in names[3]
+    assert _finite(result['targets'][3]['value'])
+    assert 'ORT speed-up vs eager' in capsys.readouterr().out
+    with open(tmp_path / 'bench.csv') as f:
+        assert all(_finite(float(r['onnxruntime_speedup_vs_eager'])) for r in csv.DictReader(f))
+
 
 def test_default_suite_is_complete():
     suite = bench.default_suite()
     assert [g.name for g in suite.groups] == ['ablation-M0.75', 'ablation-M1.4',
-                                              'detectors-COCO', 'necks']
+                                              'detectors-COCO', 'necks', 'deploy']
     for group in suite.groups:
         for cand in group.candidates:
             if cand.source.endswith('.py') and '::' not in cand.source:
                 assert (bench.REPO / cand.source).is_file(), cand.source
-    assert len(suite.targets) == 5
+    assert len(suite.targets) == 8
     assert all(g.name in {t.group for t in suite.targets} for g in suite.groups)
 
 
