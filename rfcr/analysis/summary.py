@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..models.layers.folded import own_layers
 from .flops import OpRecord, _tensors, trace_ops
 from .latency import synchronizer
 
@@ -133,7 +134,9 @@ def summarize(model: nn.Module, inputs: Union[Tensor, Sequence[Any]], depth: int
               input_size: Optional[tuple[int, int]] = None, runs: int = 10) -> list[Row]:
     """Stages of ``model(*inputs)`` in execution order (see the module docstring).
 
-    Run it on a model in eval mode; it traces and times without gradients.
+    Run it on a model in eval mode; it traces and times without gradients, every module
+    running its own layers (rfcr's eval-mode folded copies are off: :func:`~rfcr.models.
+    layers.folded.own_layers`), so each stage's share is that of the layers listed.
 
     Args:
         model: Any ``nn.Module``; a detector runs its tensor-mode forward.
@@ -143,6 +146,13 @@ def summarize(model: nn.Module, inputs: Union[Tensor, Sequence[Any]], depth: int
             dims of the first input tensor.
         runs: Timed passes for the latency shares (0: no timing).
     """
+    with own_layers():
+        return _summarize(model, inputs, depth, input_size, runs)
+
+
+def _summarize(model: nn.Module, inputs: Union[Tensor, Sequence[Any]], depth: int,
+               input_size: Optional[tuple[int, int]], runs: int) -> list[Row]:
+    """The body of :func:`summarize`."""
     if depth < 1:
         raise ValueError(f'depth must be >= 1, got {depth!r}')
     inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)

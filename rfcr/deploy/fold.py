@@ -40,6 +40,7 @@ from torch.nn.modules.conv import _ConvNd
 from mmdet.models.layers import InvertedResidual, SELayer
 
 from ..models.layers.fused import ConvAct, fold_bn, fold_conv_module
+from ..models.layers.folded import FoldedInference
 from ..models.layers.resize import eager_inference
 from ..models.necks.rfcr import RFCR, DeployRFCR
 from ..models.necks.yoloret_neck import YOLOReTNeck
@@ -190,5 +191,7 @@ def switch_to_deploy(module: nn.Module) -> nn.Module:
         folded = switch_to_deploy(child)
         if folded is not child:
             setattr(module, name, folded)
+    if isinstance(module, FoldedInference):  # already folded: no eval-time copy of it
+        module._is_folded_copy = True
     module.eval()  # not `return module.eval()`: mmdet's MobileNetV2.train() returns None
     return module

@@ -1,13 +1,17 @@
 """The no-grad fast paths of the resize helpers, alone and inside RFCR and YOLOReTNeck,
 against the reference ops: the same values, for every memory format, odd sizes included;
 never taken while tracing."""
+import copy
+import pickle
+
 import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rfcr.models import RFCR, YOLOReTNeck
+from rfcr.models import RFCR, TruncatedMobileNetV2, YOLOReTNeck
 from rfcr.models.layers import max_pool_to, upsample_to
+from rfcr.models.layers.folded import own_layers
 from rfcr.models.layers.resize import eager_inference
 from tests.conftest import randomize_bn_stats
 from tests.reference import nearest_up, rfcr_reference, window_max
@@ -142,42 +146,89 @@ def _rfcr_feats(shortcut=None, size=(41, 37)):
     return feats
 
 
-@pytest.mark.parametrize('shortcut', [None, 16])
-def test_rfcr_eval_fast_path_follows_the_weights(shortcut):
-    """Eval without autograd runs a folded copy (BN and fusion weights in the convs): the
-    reference values, rebuilt whenever a weight changes in place or by load_state_dict."""
-    neck = _trained_like_rfcr(shortcut)
-    feats = _rfcr_feats(shortcut)
+def _backbone():
+    model = TruncatedMobileNetV2(widen_factor=0.5, out_strides=(4, 8, 16, 32))
+    model.init_weights()
+    randomize_bn_stats(model)
+    return model.eval(), (torch.randn(2, 3, 97, 75), )
+
+
+def _rfcr(shortcut=None):
+    return _trained_like_rfcr(shortcut), (_rfcr_feats(shortcut), )
+
+
+def _yoloret_neck():
+    model = YOLOReTNeck(in_channels=(120, 168, 216), out_channels=33)
+    model.init_weights()
+    randomize_bn_stats(model)
+    return model.eval(), ([torch.randn(2, 120, 21, 19), torch.randn(2, 168, 11, 10),
+                           torch.randn(2, 216, 6, 5)], )
+
+
+FAST_PATH_MODULES = {'backbone': _backbone, 'rfcr': _rfcr,
+                     'rfcr-shortcut': lambda: _rfcr(16), 'yoloret-neck': _yoloret_neck}
+
+
+def _some_weight(model):
+    return next(p for n, p in model.named_parameters() if 'weight' in n)
+
+
+@pytest.mark.parametrize('name', FAST_PATH_MODULES)
+def test_eval_fast_path_follows_the_weights(name):
+    """Eval without autograd runs a folded copy (BN, fusion weights and linear maps folded):
+    the values of the module's own layers (run with autograd on), rebuilt whenever a weight
+    or BN statistic changes in place or by load_state_dict."""
+    model, inputs = FAST_PATH_MODULES[name]()
 
     def check():
+        reference = model(*inputs)  # autograd on: the module's own layers
         with torch.no_grad():
-            outs = neck(feats)
-            refs = rfcr_reference(feats, neck.state_dict(), shortcut=bool(shortcut))
-        for out, ref in zip(outs, refs):
-            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+            fast = model(*inputs)
+        assert len(fast) == len(reference)
+        for out, ref in zip(fast, reference):
+            torch.testing.assert_close(out, ref.detach(), rtol=1e-4, atol=1e-4)
 
     check()
-    assert '_folded_cache' in neck.__dict__  # the fast path ran
+    folded = model.__dict__['_folded_cache']['folded']  # the fast path ran, on a copy
+    assert folded is not None and folded is not model
     with torch.no_grad():
-        neck.fusion_weights.mul_(-0.5)  # in place, as an optimizer step does
-        neck.collect_convs[-1].weight.add_(0.1)
+        _some_weight(model).mul_(-0.5)  # in place, as an optimizer step does
     check()
-    other = _trained_like_rfcr(shortcut)
-    neck.load_state_dict(other.state_dict())
+    assert model.__dict__['_folded_cache']['folded'] is not folded  # rebuilt
+    other, _ = FAST_PATH_MODULES[name]()
+    model.load_state_dict(other.state_dict())
     check()
-    neck.fuse_conv[0].norm.running_var.fill_(2.0)  # a BN statistic
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var.fill_(2.0)  # a BN statistic
     check()
-    assert not any('folded' in key for key in neck.state_dict())
-    assert not any('folded' in name for name, _ in neck.named_modules())
+    assert not any('folded' in key for key in model.state_dict())
+    assert not any('folded' in n for n, _ in model.named_modules())
+    assert '_folded_cache' not in copy.deepcopy(model).__dict__
+    assert '_folded_cache' not in pickle.loads(pickle.dumps(model)).__dict__
 
 
-def test_rfcr_fast_path_not_taken_while_training_or_with_autograd():
-    neck = _trained_like_rfcr()
-    feats = _rfcr_feats()
-    outs = neck(feats)  # eval, autograd on: the reference path, differentiable
+@pytest.mark.parametrize('name', FAST_PATH_MODULES)
+def test_fast_path_not_taken_while_training_or_with_autograd(name):
+    model, inputs = FAST_PATH_MODULES[name]()
+    outs = model(*inputs)  # eval, autograd on: the module's own layers, differentiable
     assert all(out.requires_grad for out in outs)
-    assert '_folded_cache' not in neck.__dict__
-    neck.train()
+    assert '_folded_cache' not in model.__dict__
+    with own_layers(), torch.no_grad():
+        model(*inputs)
+    assert '_folded_cache' not in model.__dict__
+    model.train()
     with torch.no_grad():
-        neck(feats)
-    assert '_folded_cache' not in neck.__dict__
+        model(*inputs)
+    assert '_folded_cache' not in model.__dict__
+
+
+def test_switch_to_deploy_marks_folded_modules():
+    from rfcr.deploy import switch_to_deploy
+    model, (x, ) = _backbone()
+    with torch.no_grad():
+        expected = model(x)
+        folded = switch_to_deploy(copy.deepcopy(model))
+        outs = folded(x)
+    assert '_folded_cache' not in folded.__dict__  # no second copy of a folded model
+    for out, ref in zip(outs, expected):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

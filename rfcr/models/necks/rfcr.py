@@ -14,7 +14,8 @@ from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 from ..layers.fused import FusedConv, fold_conv_module
-from ..layers.resize import eager_inference, max_pool_to, upsample_to
+from ..layers.folded import FoldedInference
+from ..layers.resize import max_pool_to, upsample_to
 
 FUSION_NORMS = (None, 'softmax', 'fast')
 
@@ -25,7 +26,7 @@ def _check_positive_int(name: str, value) -> None:
 
 
 @MODELS.register_module()
-class RFCR(BaseModule):
+class RFCR(FoldedInference, BaseModule):
     """Collect raw backbone features at stride 16, fuse them, redistribute to every scale.
 
     Exactly the official design (``rfcr_module`` in prakharg24/yoloret)::
@@ -157,36 +158,13 @@ class RFCR(BaseModule):
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         self._check_inputs(inputs)
-        if not self.training and eager_inference():
-            # Eval without autograd or tracers: the same function with BN and the fusion
-            # weights folded into the convs (7 fewer ops; equal up to float rounding).
-            return self.redistribute(inputs, self._folded().fuse(inputs))
-        return self.redistribute(inputs, self.fuse(inputs))
+        # Eval without autograd or tracers: the same function with BN and the fusion
+        # weights folded into the convs (7 fewer ops; equal up to float rounding).
+        folded = self.folded_inference()
+        return self.redistribute(inputs, (folded or self).fuse(inputs))
 
-    def _folded(self) -> 'DeployRFCR':
-        """A :class:`DeployRFCR` of the current weights, rebuilt whenever a parameter or
-        buffer is modified in place or given new data (version counter, data pointer), and
-        after ``train()`` / ``eval()`` and device or format conversions. Kept out of
-        ``state_dict`` and ``modules()``."""
-        cache = self.__dict__.get('_folded_cache')
-        if cache is None:  # the tensors to watch, listed once (a walk costs ~60 us)
-            tensors = [t for m in self.modules() for d in (m._parameters, m._buffers)
-                       for t in d.values() if t is not None]
-            cache = self.__dict__['_folded_cache'] = dict(tensors=tensors, key=None)
-        key = [self.fusion_norm] + [(t.data_ptr(), t._version) for t in cache['tensors']]
-        if key != cache['key']:
-            with torch.inference_mode(False), torch.no_grad():
-                cache['folded'] = DeployRFCR(self)
-            cache['key'] = key
-        return cache['folded']
-
-    def train(self, mode: bool = True) -> 'RFCR':
-        self.__dict__.pop('_folded_cache', None)
-        return super().train(mode)
-
-    def _apply(self, *args, **kwargs):
-        self.__dict__.pop('_folded_cache', None)  # .to(), .cuda(), ... may swap parameters
-        return super()._apply(*args, **kwargs)
+    def build_folded(self) -> 'DeployRFCR':
+        return DeployRFCR(self)
 
     def fuse(self, inputs: Sequence[Tensor]) -> Tensor:
         """The fused stride-16 map, ``(N, fuse_channels, H16, W16)``: collect, weighted
