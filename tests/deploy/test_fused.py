@@ -34,6 +34,7 @@ def _reference(conv, act, x, other=None):
 @pytest.mark.parametrize('with_other', [False, True])
 def test_matches_reference(act, conv_args, channels_last, with_other, monkeypatch):
     monkeypatch.setattr(fused, 'MIN_FUSED_1X1_OUTPUT', 0)  # small 1x1 convs too, any threads
+    monkeypatch.setattr(fused, 'MAX_MATMUL_1X1_OUTPUT', 0)  # the oneDNN route only
     conv = _conv(*conv_args)
     module = FusedConv(conv, copy.deepcopy(act))
     x = torch.randn(2, conv.in_channels, 13, 10)
@@ -47,6 +48,30 @@ def test_matches_reference(act, conv_args, channels_last, with_other, monkeypatc
         got = module(x, other)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert module._packed.entries  # the fused route ran
+
+
+@pytest.mark.parametrize('act', ACTS, ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize('bias', [False, True])
+@pytest.mark.parametrize('other', [None, 'channels_last', 'contiguous'])
+def test_small_1x1_convs_on_channels_last_run_as_a_matrix_product(act, bias, other):
+    conv = nn.Conv2d(6, 10, 1, bias=bias).requires_grad_(False)
+    module = FusedConv(conv, copy.deepcopy(act))
+    x = torch.randn(2, 6, 13, 10).contiguous(memory_format=torch.channels_last)
+    if other is not None:
+        other = torch.randn(2, 10, 13, 10).contiguous(
+            memory_format=getattr(torch, other + '_format' if other == 'contiguous' else other))
+    with torch.no_grad():
+        assert module._matmul(x)
+        got = module(x, other)
+        expected = _reference(conv, act, x, other)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert not module._packed.entries  # not the oneDNN route
+    with torch.no_grad():  # contiguous inputs, and outputs above the threshold, do not
+        assert not module._matmul(x.contiguous())
+        assert not module._matmul(torch.randn(1, 6, 200, 200).contiguous(
+            memory_format=torch.channels_last))
+    assert not module._matmul(x)  # autograd on
 
 
 def test_reference_route_under_autograd_and_tracing_and_when_disabled():
@@ -115,3 +140,13 @@ def test_packed_weights_follow_the_weight_and_the_input_shape(monkeypatch):
         for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
             assert not clone._packed.entries
             torch.testing.assert_close(clone(x), conv(x), atol=1e-5, rtol=1e-5)
+
+
+def test_weights_made_under_inference_mode_take_the_reference_route():
+    with torch.inference_mode():  # inference tensors keep no version counter
+        conv = _conv(k=3)
+        module = FusedConv(conv, nn.ReLU6())
+        x = torch.randn(1, conv.in_channels, 9, 9)
+        out = module(x)
+    assert not module._packed.entries
+    torch.testing.assert_close(out, _reference(conv, nn.ReLU6(), x))

@@ -222,6 +222,17 @@ def test_fast_path_not_taken_while_training_or_with_autograd(name):
     assert '_folded_cache' not in model.__dict__
 
 
+@pytest.mark.parametrize('name', FAST_PATH_MODULES)
+def test_modules_built_under_inference_mode_run_their_own_layers(name):
+    with torch.inference_mode():  # inference tensors keep no version counter
+        model, inputs = FAST_PATH_MODULES[name]()
+        outs = model(*inputs)
+    assert model.__dict__['_folded_cache']['tensors'] is None
+    with torch.no_grad(), own_layers():
+        for out, ref in zip(outs, model(*inputs)):
+            torch.testing.assert_close(out, ref)
+
+
 def test_switch_to_deploy_marks_folded_modules():
     from rfcr.deploy import switch_to_deploy
     model, (x, ) = _backbone()

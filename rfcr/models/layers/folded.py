@@ -62,6 +62,11 @@ class FoldedInference:
             tensors = [t for m in self.modules() for d in (m._parameters, m._buffers)
                        for t in d.values() if t is not None]
             cache = self.__dict__[_CACHE] = dict(tensors=tensors, key=None, folded=None)
+            if any(t.is_inference() for t in tensors):
+                # Made under inference_mode: no version counters to watch; never fold.
+                cache['tensors'] = None
+        if cache['tensors'] is None:
+            return None
         key = [(t.data_ptr(), t._version) for t in cache['tensors']]
         if key != cache['key']:
             with torch.inference_mode(False), torch.no_grad():
