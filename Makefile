@@ -5,7 +5,7 @@ DEMO_CONFIG := configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthet
 DEMO_DATA := data/synthetic
 DEMO_WORK := work_dirs/demo
 
-.PHONY: setup test demo
+.PHONY: setup test demo bench
 
 ## setup: create .venv with torch, mmcv (compiled ops, wheel cached in ~/.cache/rfcr), mmdet, rfcr
 setup:
@@ -20,3 +20,7 @@ demo:
 	@test -f $(DEMO_DATA)/annotations/instances_val.json || \
 		$(VENV)/bin/rfcr-make-data --out $(DEMO_DATA)
 	$(VENV)/bin/rfcr-train $(DEMO_CONFIG) --work-dir $(DEMO_WORK)
+
+## bench: rfcr-bench's default suite (no data, no GPU) + ONNX Runtime rows -> docs/bench/
+bench:
+	$(VENV)/bin/rfcr-bench --runtime onnxruntime --out-dir docs/bench

@@ -23,6 +23,9 @@ setup(
         'mmcv>=2.0.0rc4,<2.2.0',
         'mmdet>=3.3.0,<3.4.0',
         'numpy',
+        'opencv-python',  # the synthetic dataset (mmcv's own dependency too)
+        'tqdm',  # rfcr-bench's progress bar
+        'matplotlib',  # rfcr-bench's plot
     ],
     extras_require={
         'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],

@@ -176,13 +176,16 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
                 providers: Sequence[str] = ('CPUExecutionProvider', )):
     """An ONNX Runtime inference session with all graph optimizations, running the
     graph's nodes one after another on ``threads`` intra-op threads (ORT's default when
-    ``None``)."""
+    ``None``) that sleep rather than spin when idle."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    # No busy-waiting between runs: ORT's idle threads would spin on the cores that the
+    # next (PyTorch) call in an interleaved benchmark needs.
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -27,6 +27,7 @@ def _check_rows(result):
         assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
         assert row['memory_format'] in ('contiguous', 'channels_last')
         assert set(row['latency_ms_by_format']) == {'contiguous', 'channels_last'}
+        assert _finite(row['channels_last_speedup'])
         for stats in [row['latency_ms'], row['ratio_vs_ref']]:
             assert all(_finite(stats[k]) for k in ('median', 'p10', 'p90'))
         assert row['latency_ms']['n'] == 2
@@ -121,6 +122,7 @@ def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
         assert row['onnxruntime']['latency_ms']['n'] == 2
         assert _finite(row['onnxruntime']['speedup_vs_eager']['median'])
         assert set(row['latency_ms_by_format']) == {'contiguous', 'channels_last'}
+        assert _finite(row['channels_last_speedup'])
     names = [t['name'] for t in result['targets']]
     assert names[2].startswith('folded: RFCR') and 'ONNX Runtime' in names[3]
     assert _finite(result['targets'][3]['value'])
