@@ -14,13 +14,14 @@ Example:
     >>> feats = (torch.rand(1, 8, 16, 16), torch.rand(1, 16, 8, 8), torch.rand(1, 24, 4, 4))
     >>> rows = measure_deploy_latency(neck, feats, warmup=1, runs=2)
     >>> [row.name for row in rows]  # doctest: +NORMALIZE_WHITESPACE
-    ['eager', 'eager channels_last', 'eager deploy', 'eager deploy channels_last',
-     'onnxruntime', 'onnxruntime deploy']
+    ['eager', 'eager channels_last', 'eager eval-path', 'eager eval-path channels_last',
+     'eager deploy', 'eager deploy channels_last', 'onnxruntime', 'onnxruntime deploy']
     >>> print(format_latency_table(rows).splitlines()[0])
-    variant                       median ms   p90 ms   speed-up
+    variant                        median ms   p90 ms   speed-up
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import statistics
@@ -33,6 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from ..analysis.latency import interleaved_timings
+from ..models.layers.folded import FoldedInference
+from ..models.layers.folded import own_layers as _own_layers
 from .export import DEFAULT_OPSET, export_onnx, ort_session
 from .fold import switch_to_deploy
 
@@ -58,11 +61,13 @@ class Latency:
 
 
 def torch_runner(module: nn.Module, inputs: Sequence[Tensor],
-                 channels_last: bool = False) -> Callable[[], object]:
+                 channels_last: bool = False, own_layers: bool = False) -> Callable[[], object]:
     """A no-argument callable running ``module(*inputs)`` in inference mode.
 
     With ``channels_last``, a copy of ``module`` and the 4-D inputs are converted to
-    ``torch.channels_last`` first (the caller's module is left as it is).
+    ``torch.channels_last`` first (the caller's module is left as it is). With
+    ``own_layers``, rfcr's modules run their own layers rather than their eval-mode
+    folded copies (:func:`rfcr.models.layers.own_layers`).
     """
     module = module.eval()
     inputs = tuple(inputs)
@@ -70,9 +75,10 @@ def torch_runner(module: nn.Module, inputs: Sequence[Tensor],
         module = copy.deepcopy(module).to(memory_format=torch.channels_last)
         inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
                        for x in inputs)
+    context = _own_layers if own_layers else contextlib.nullcontext
 
     def run() -> object:
-        with torch.inference_mode():
+        with torch.inference_mode(), context():
             return module(*inputs)
 
     return run
@@ -112,7 +118,10 @@ def deploy_runners(module: nn.Module,
     """Runners of ``module`` unfolded and folded (:func:`switch_to_deploy`), in PyTorch
     eager (contiguous, and channels_last if asked) and in ONNX Runtime, by name:
     ``eager``, ``eager channels_last``, ``eager deploy``, ``eager deploy channels_last``,
-    ``onnxruntime``, ``onnxruntime deploy`` (those of the ``runtimes`` asked).
+    ``onnxruntime``, ``onnxruntime deploy`` (those of the ``runtimes`` asked). The unfolded
+    eager runners run the layers as built (:func:`rfcr.models.layers.own_layers`); where
+    ``module`` holds rfcr modules with an eval-mode fast path, ``eager eval-path`` (and
+    ``eager eval-path channels_last``) time plain eval mode, which runs their folded copies.
 
     Pass them, alone or merged with other runners, to :func:`time_interleaved`.
 
@@ -137,10 +146,14 @@ def deploy_runners(module: nn.Module,
     variants = {'': module, ' deploy': switch_to_deploy(copy.deepcopy(module))}
     runners: dict[str, Callable[[], object]] = {}
     if 'torch' in runtimes:
-        for suffix, m in variants.items():
-            runners[f'eager{suffix}'] = torch_runner(m, inputs)
+        eager = {'': (module, True)}  # name suffix: (module, own layers)
+        if any(isinstance(m, FoldedInference) for m in module.modules()):
+            eager[' eval-path'] = (module, False)
+        eager[' deploy'] = (variants[' deploy'], False)
+        for suffix, (m, own) in eager.items():
+            runners[f'eager{suffix}'] = torch_runner(m, inputs, own_layers=own)
             if channels_last:
-                runners[f'eager{suffix} channels_last'] = torch_runner(m, inputs, True)
+                runners[f'eager{suffix} channels_last'] = torch_runner(m, inputs, True, own)
     if 'onnxruntime' in runtimes:
         with tempfile.TemporaryDirectory() as tmp:
             out_dir = os.fspath(onnx_dir) if onnx_dir is not None else tmp

@@ -35,12 +35,21 @@ def test_torch_runner_channels_last_leaves_the_module_alone():
     torch.testing.assert_close(out, conv(x).detach())
 
 
+def test_unfolded_eager_runner_runs_the_own_layers():
+    neck = RFCR((8, 16, 24), collect_channels=8, fuse_channels=8).eval()
+    feats = [torch.rand(1, 8, 16, 16), torch.rand(1, 16, 8, 8), torch.rand(1, 24, 4, 4)]
+    torch_runner(neck, (feats, ), own_layers=True)()
+    assert '_folded_cache' not in neck.__dict__
+    torch_runner(neck, (feats, ))()  # plain eval mode: the folded copy
+    assert neck.__dict__['_folded_cache']['folded'] is not None
+
+
 def test_measure_deploy_latency_eager_only():
     neck = neck_wrapper(RFCR((8, 16, 24), collect_channels=8, fuse_channels=8))
     feats = (torch.rand(1, 8, 16, 16), torch.rand(1, 16, 8, 8), torch.rand(1, 24, 4, 4))
     rows = measure_deploy_latency(neck, feats, runtimes=['torch'], channels_last=False,
                                   warmup=0, runs=1, threads=1)
-    assert [r.name for r in rows] == ['eager', 'eager deploy']
+    assert [r.name for r in rows] == ['eager', 'eager eval-path', 'eager deploy']
     assert isinstance(neck.module, RFCR)  # folding worked on a copy
     with pytest.raises(ValueError, match=r"runtimes must be a non-empty subset of \('torch', "
                                          r"'onnxruntime'\), got \('tensorrt',\)"):
