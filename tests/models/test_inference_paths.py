@@ -208,6 +208,38 @@ def test_eval_fast_path_follows_the_weights(name):
 
 
 @pytest.mark.parametrize('name', FAST_PATH_MODULES)
+def test_fast_path_follows_replaced_submodules_and_yields_to_hooks(name):
+    model, inputs = FAST_PATH_MODULES[name]()
+
+    def check():
+        reference = model(*inputs)  # autograd on: the module's own layers
+        with torch.no_grad():
+            fast = model(*inputs)
+        for out, ref in zip(fast, reference):
+            torch.testing.assert_close(out, ref.detach(), rtol=1e-4, atol=1e-4)
+
+    check()
+    # Replace a conv-holding submodule by a copy with other weights, after the cache exists.
+    parent, attr = next((m, n) for m in model.modules() for n, c in m.named_children()
+                        if any(isinstance(x, torch.nn.Conv2d) for x in c.modules()))
+    replacement = copy.deepcopy(getattr(parent, attr))
+    with torch.no_grad():
+        for p in replacement.parameters():
+            p.mul_(0.5)
+    setattr(parent, attr, replacement)
+    check()
+    # A forward hook on a submodule sees the submodule run, in eval without autograd too.
+    seen = []
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        model(*inputs)
+    handle.remove()
+    assert len(seen) == 1
+    check()
+
+
+@pytest.mark.parametrize('name', FAST_PATH_MODULES)
 def test_fast_path_not_taken_while_training_or_with_autograd(name):
     model, inputs = FAST_PATH_MODULES[name]()
     outs = model(*inputs)  # eval, autograd on: the module's own layers, differentiable

@@ -9,12 +9,14 @@ folded copy built by :meth:`~FoldedInference.build_folded` instead of its own la
 
 The copy follows the weights: it is rebuilt whenever any parameter or buffer has been
 modified in place (version counter) or replaced (data pointer), as an optimizer step or
-``load_state_dict`` does, and dropped by ``train()``/``eval()``, device, dtype and memory
-format conversions, ``deepcopy`` and pickling. It is not a submodule: ``state_dict``,
+``load_state_dict`` does, or a submodule has been added or replaced; it is dropped by
+``train()``/``eval()``, device, dtype and memory format conversions, ``deepcopy`` and
+pickling. It is not a submodule: ``state_dict``,
 ``parameters()`` and ``modules()`` do not see it. Training, autograd, tracing and ONNX
 export take the module's own layers, so exported graphs and gradients are unchanged;
-outputs are equal up to float rounding (tested to 1e-4). :func:`own_layers` switches
-the fast path off.
+outputs are equal up to float rounding (tested to 1e-4). While a forward hook or
+pre-hook is registered on one of the module's submodules (or globally), the own layers
+run too, so the hook sees them. :func:`own_layers` switches the fast path off.
 """
 from __future__ import annotations
 
@@ -42,6 +44,32 @@ def own_layers() -> Iterator[None]:
         _state['enabled'] = previous
 
 
+def _watch(module: nn.Module) -> dict:
+    """What to watch: the submodules, their children, and every parameter and buffer."""
+    modules = list(module.modules())
+    tensors = [t for m in modules for d in (m._parameters, m._buffers)
+               for t in d.values() if t is not None]
+    if any(t.is_inference() for t in tensors):
+        tensors = None  # made under inference_mode: no version counters to watch; never fold
+    return dict(modules=modules, children=[tuple(m._modules.values()) for m in modules],
+                tensors=tensors, key=None, folded=None)
+
+
+def _restructured(cache: dict) -> bool:
+    return any(tuple(m._modules.values()) != children
+               for m, children in zip(cache['modules'], cache['children']))
+
+
+def _hooked(modules: list) -> bool:
+    """Whether a forward (pre-)hook is registered on a submodule (``modules[1:]``) or
+    globally: such hooks expect the own layers to run (feature extraction, visualization).
+    Hooks on the module itself see the same inputs and outputs either way."""
+    from torch.nn.modules import module as module_mod
+    if module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules[1:])
+
+
 class FoldedInference:
     """Mixin for an ``nn.Module``: :meth:`folded_inference` returns the folded copy to run,
     or ``None`` where the module's own layers must run. Subclasses define
@@ -58,14 +86,9 @@ class FoldedInference:
                 or not eager_inference()):
             return None
         cache = self.__dict__.get(_CACHE)
-        if cache is None:  # the tensors to watch, listed once
-            tensors = [t for m in self.modules() for d in (m._parameters, m._buffers)
-                       for t in d.values() if t is not None]
-            cache = self.__dict__[_CACHE] = dict(tensors=tensors, key=None, folded=None)
-            if any(t.is_inference() for t in tensors):
-                # Made under inference_mode: no version counters to watch; never fold.
-                cache['tensors'] = None
-        if cache['tensors'] is None:
+        if cache is None or _restructured(cache):  # a submodule added or replaced
+            cache = self.__dict__[_CACHE] = _watch(self)
+        if cache['tensors'] is None or _hooked(cache['modules']):
             return None
         key = [(t.data_ptr(), t._version) for t in cache['tensors']]
         if key != cache['key']:
