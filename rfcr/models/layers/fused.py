@@ -150,26 +150,32 @@ class FusedConv(nn.Module):
         self._pointwise = fusable and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
         self._packed = _PackedCache()
 
-    def _fused(self, x: Tensor) -> bool:
+    def _eligible(self, x: Tensor) -> bool:
+        """Whether a fast route (oneDNN or matrix product) may run on ``x`` at all: a
+        fusable conv and activation, float32 CPU tensors, no autograd or tracer."""
+        return (self._attr is not None and x.dim() == 4 and x.dtype == torch.float32
+                and x.device.type == 'cpu' and self.conv.weight.dtype == torch.float32
+                and eager_inference() and is_enabled())
+
+    def _onednn_fits(self, x: Tensor) -> bool:
+        """Given :meth:`_eligible`: whether the oneDNN route runs on ``x``."""
         w = self.conv.weight
-        if not (self._attr is not None and x.dim() == 4 and x.dtype == torch.float32
-                and x.device.type == 'cpu' and w.dtype == torch.float32
-                and eager_inference() and is_enabled()):
-            return False
         if w.is_inference():  # made under inference_mode: no version counter to watch
             return False
         # One thread, small 1x1 conv: THNN (what F.conv2d picks there) is cheaper.
         return not (self._pointwise and torch.get_num_threads() == 1
                     and x.numel() // x.shape[1] * w.shape[0] < MIN_FUSED_1X1_OUTPUT)
 
+    def _matmul_fits(self, x: Tensor) -> bool:
+        """Given :meth:`_eligible`: whether the 1x1 conv of ``x`` runs as one matrix
+        product (see the module doc)."""
+        return (self._pointwise and self.conv.groups == 1
+                and x.is_contiguous(memory_format=torch.channels_last)
+                and x.numel() // x.shape[1] * self.conv.out_channels <= MAX_MATMUL_1X1_OUTPUT)
+
     def _matmul(self, x: Tensor) -> bool:
-        """Whether a 1x1 conv of ``x`` runs as one matrix product (see the module doc)."""
-        return (self._pointwise and self.conv.groups == 1 and self._attr is not None
-                and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-                and x.numel() // x.shape[1] * self.conv.out_channels <= MAX_MATMUL_1X1_OUTPUT
-                and x.dtype == torch.float32 and x.device.type == 'cpu'
-                and self.conv.weight.dtype == torch.float32 and eager_inference()
-                and is_enabled())
+        """Whether a 1x1 conv of ``x`` runs as one matrix product."""
+        return self._eligible(x) and self._matmul_fits(x)
 
     def _forward_matmul(self, x: Tensor, other: Optional[Tensor]) -> Tensor:
         n, c, h, w = x.shape
@@ -194,9 +200,10 @@ class FusedConv(nn.Module):
     def forward(self, x: Tensor, other: Optional[Tensor] = None) -> Tensor:
         """``act(conv(x) + other)``; ``other`` (e.g. a residual) must have the output's
         shape."""
-        if self._matmul(x):
+        eligible = self._eligible(x)  # checked once per call: the routes share it
+        if eligible and self._matmul_fits(x):
             return self._forward_matmul(x, other)
-        if self._fused(x):
+        if eligible and self._onednn_fits(x):
             padding, stride, dilation, groups = self._args
             weight = self._packed.get(self.conv.weight, x, self._args)
             attr, scalars = self._attr
