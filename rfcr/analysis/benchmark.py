@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import statistics
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -35,8 +32,8 @@ from torch import nn
 
 from .build import parameter_counts
 from .flops import count_macs
-from .latency import (MEMORY_FORMATS, Stats, interleaved_timings, paired_ratio, peak_memory,
-                      synchronizer)
+from .latency import (MEMORY_FORMATS, Stats, best_format, interleaved_timings, paired_ratio,
+                      peak_memory, synchronizer)
 
 FORMAT_CHOICES = ('auto', 'contiguous', 'channels_last')
 RUNTIME_CHOICES = ('torch', 'onnxruntime')
@@ -179,15 +176,11 @@ def onnxruntime_runner(cand: Candidate, model: nn.Module, inputs: tuple, threads
                        ) -> Callable[[], Any]:
     """``cand.call(model, inputs)`` exported to ONNX (static shapes, opset 17) and run by
     an ONNX Runtime CPU session with ``threads`` intra-op threads."""
-    from rfcr.deploy.export import OnnxWrapper, export_onnx, ort_session
-    from rfcr.deploy.runtime import ort_runner
+    from rfcr.deploy.export import OnnxWrapper
+    from rfcr.deploy.runtime import exported_ort_runner
     flat, rebuild = _flatten_inputs(inputs)
     wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'model.onnx')
-        export_onnx(wrapper, flat, path)
-        session = ort_session(path, threads)  # holds the graph: the file may go
-    return ort_runner(session, flat)
+    return exported_ort_runner(wrapper, flat, threads)
 
 
 def _params_by_part(model: nn.Module) -> dict:
@@ -255,7 +248,7 @@ def run_group(group: Group, settings: Settings,
         name, fmt = key.split('|')
         times.setdefault(name, {})[fmt] = ts
 
-    best = {name: min((f for f in t if f != ORT), key=lambda f: statistics.median(t[f]))
+    best = {name: best_format({f: ts for f, ts in t.items() if f != ORT})
             for name, t in times.items()}
     for row in rows:
         name = row['name']

@@ -39,8 +39,8 @@ from ..models.layers.folded import own_layers as _own_layers
 from .export import DEFAULT_OPSET, export_onnx, ort_session
 from .fold import switch_to_deploy
 
-__all__ = ['Latency', 'deploy_runners', 'format_latency_table', 'measure_deploy_latency',
-           'ort_runner', 'time_interleaved', 'torch_runner']
+__all__ = ['Latency', 'deploy_runners', 'exported_ort_runner', 'format_latency_table',
+           'measure_deploy_latency', 'ort_runner', 'time_interleaved', 'torch_runner']
 
 RUNTIMES = ('torch', 'onnxruntime')
 
@@ -92,6 +92,17 @@ def ort_runner(session, inputs: Sequence[Tensor]) -> Callable[[], object]:
         return session.run(None, feeds)
 
     return run
+
+
+def exported_ort_runner(module: nn.Module, inputs: Sequence[Tensor],
+                        threads: Optional[int] = None, opset: int = DEFAULT_OPSET,
+                        path: Optional[str | os.PathLike] = None) -> Callable[[], object]:
+    """:func:`ort_runner` of ``module(*inputs)`` exported to ONNX (static shapes) at
+    ``path``, by default a temporary file removed once the session holds the graph."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.fspath(path) if path is not None else os.path.join(tmp, 'model.onnx')
+        export_onnx(module, inputs, path, opset=opset)
+        return ort_runner(ort_session(path, threads), inputs)
 
 
 def time_interleaved(runners: Mapping[str, Callable[[], object]], warmup: int = 5,
@@ -155,12 +166,11 @@ def deploy_runners(module: nn.Module,
             if channels_last:
                 runners[f'eager{suffix} channels_last'] = torch_runner(m, inputs, True, own)
     if 'onnxruntime' in runtimes:
-        with tempfile.TemporaryDirectory() as tmp:
-            out_dir = os.fspath(onnx_dir) if onnx_dir is not None else tmp
-            for suffix, m in variants.items():
-                path = os.path.join(out_dir, f'model{suffix.replace(" ", "_")}.onnx')
-                export_onnx(m, inputs, path, opset=opset)
-                runners[f'onnxruntime{suffix}'] = ort_runner(ort_session(path, threads), inputs)
+        for suffix, m in variants.items():
+            path = (None if onnx_dir is None else
+                    os.path.join(onnx_dir, f'model{suffix.replace(" ", "_")}.onnx'))
+            runners[f'onnxruntime{suffix}'] = exported_ort_runner(m, inputs, threads, opset,
+                                                                  path)
     return runners
 
 
