@@ -7,7 +7,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -58,15 +58,20 @@ def _macs(value: Optional[float]) -> str:
     return f'{value / 1e9:.3f} G' if value >= 1e8 else f'{value / 1e6:.2f} M'
 
 
-def _split(d: dict, scale: float, fmt: str) -> str:
-    total = format(d['total'] / scale, fmt)
+def _split(d: dict, fmt: Callable[[float], str]) -> str:
+    """``total`` and, for a detector, ``(backbone/neck/head)``, each through ``fmt``."""
+    total = fmt(d['total'])
     if 'backbone' not in d:
         return total
-    return f'{total} ({"/".join(format(d[k] / scale, fmt) for k in ("backbone", "neck", "head"))})'
+    return f'{total} ({"/".join(fmt(d[k]) for k in ("backbone", "neck", "head"))})'
+
+
+def _format_abbrev(row: dict) -> str:
+    return {'channels_last': 'CL', 'contiguous': 'CF'}.get(row.get('memory_format'), '-')
 
 
 def _format_cell(row: dict) -> str:
-    fmt = {'channels_last': 'CL', 'contiguous': 'CF'}.get(row.get('memory_format'), '-')
+    fmt = _format_abbrev(row)
     if 'channels_last_speedup' in row:
         fmt += f' ({row["channels_last_speedup"]:.2f})'
     return fmt
@@ -85,16 +90,13 @@ def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dic
             if 'error' in r:
                 lines.append(f'| {r["name"]} | failed: {r["error"][:120]} |||||||')
                 continue
-            macs = r['macs']
-            mac_cell = _macs(macs['total'])
-            if 'backbone' in macs:
-                mac_cell += f' ({"/".join(_macs(macs[k]) for k in ("backbone", "neck", "head"))})'
             lat = r['latency_ms']
             ratio = r.get('ratio_vs_ref')
             ratio_cell = (f'{ratio["median"]:.3f} [{ratio["p10"]:.2f}-{ratio["p90"]:.2f}]'
                           if ratio and r['ref'] != r['name'] else ('1 (ref)' if ratio else '-'))
             peak = f'{r["peak_memory_mib"]:.1f}' if 'peak_memory_mib' in r else '-'
-            lines.append(f'| {r["name"]} | {_split(r["params"], 1e6, ".2f")} | {mac_cell} | '
+            lines.append(f'| {r["name"]} | {_split(r["params"], lambda v: f"{v / 1e6:.2f}")} | '
+                         f'{_split(r["macs"], _macs)} | '
                          f'{_format_cell(r)} | {lat["median"]:.2f} | {lat["p90"]:.2f} | '
                          f'{ratio_cell} | {r["ref"]} | {peak} |')
         lines.append('')
@@ -112,7 +114,7 @@ def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dic
                     continue
                 ort, up = r['onnxruntime']['latency_ms'], r['onnxruntime']['speedup_vs_eager']
                 lines.append(f'| {r["name"]} | {r["latency_ms"]["median"]:.2f} '
-                             f'({_format_cell(r).split(" ")[0]}) | {ort["median"]:.2f} | '
+                             f'({_format_abbrev(r)}) | {ort["median"]:.2f} | '
                              f'{up["median"]:.3f} [{up["p10"]:.2f}-{up["p90"]:.2f}] |')
             lines.append('')
     if targets:
