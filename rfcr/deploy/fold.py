@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import Optional, Sequence
 
 import torch
 from mmcv.cnn import ConvModule
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
 
 from mmdet.models.layers import InvertedResidual, SELayer
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from mmcv.cnn import ConvModule

@@ -1,7 +1,7 @@
 """YOLO-ReT's prediction convs on mmdet's YOLOv3 head machinery."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import torch
 from torch import Tensor, nn

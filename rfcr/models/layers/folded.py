@@ -25,6 +25,7 @@ from typing import Iterator, Optional
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module
 
 from .resize import eager_inference
 
@@ -64,8 +65,7 @@ def _hooked(modules: list) -> bool:
     """Whether a forward (pre-)hook is registered on a submodule (``modules[1:]``) or
     globally: such hooks expect the own layers to run (feature extraction, visualization).
     Hooks on the module itself see the same inputs and outputs either way."""
-    from torch.nn.modules import module as module_mod
-    if module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks:
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
         return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules[1:])
 

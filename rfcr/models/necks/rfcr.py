@@ -161,7 +161,8 @@ class RFCR(FoldedInference, BaseModule):
         # Eval without autograd or tracers: the same function with BN and the fusion
         # weights folded into the convs (7 fewer ops; equal up to float rounding).
         folded = self.folded_inference()
-        return self.redistribute(inputs, (folded or self).fuse(inputs))
+        fused = (self if folded is None else folded).fuse(inputs)
+        return self.redistribute(inputs, fused)
 
     def build_folded(self) -> 'DeployRFCR':
         return DeployRFCR(self)
