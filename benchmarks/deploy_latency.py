@@ -6,7 +6,7 @@
 Weights are random (nothing is downloaded), with BN statistics calibrated on random
 images so activations have the magnitudes of a trained network, and signed fusion
 weights. Every variant of a model is timed in one interleaved run
-(rfcr.deploy.runtime.measure_deploy_latency); compare ratios, not milliseconds across
+(rfcr.analysis.latency.measure_deploy_latency); compare ratios, not milliseconds across
 runs or machines.
 """
 from __future__ import annotations
@@ -19,9 +19,10 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from rfcr.deploy.export import detector_wrapper, load_detector, neck_wrapper
-from rfcr.deploy.runtime import format_latency_table, measure_deploy_latency
+from rfcr.analysis.latency import format_latency_table, measure_deploy_latency
+from rfcr.deploy.export import detector_wrapper, neck_wrapper
 from rfcr.models import RFCR
+from rfcr.utils.config import build_model
 
 CONFIG = (Path(__file__).resolve().parents[1] / 'configs' / 'yoloret' /
           'yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py')
@@ -55,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    detector = load_detector(args.config)
+    detector = build_model(args.config)
     calibrate(detector, args.size)
     x = torch.randn(args.batch, 3, args.size, args.size)
     with torch.no_grad():

@@ -24,20 +24,22 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .build import parameter_counts
+from ..deploy.export import OnnxWrapper
+from ..deploy.runtime import EXPORTED_RUNTIMES, runtime_runner
+from ..utils.config import parameter_counts
 from .flops import count_macs
 from .latency import (MEMORY_FORMATS, Stats, best_format, interleaved_timings, paired_ratio,
                       peak_memory, synchronizer)
 
 FORMAT_CHOICES = ('auto', 'contiguous', 'channels_last')
-RUNTIME_CHOICES = ('torch', 'onnxruntime')
-ORT = 'onnxruntime'  # the timing key of a candidate's ONNX Runtime runs, beside the formats
+EAGER = 'eager'  # PyTorch eager, in the faster memory format: every row has it
 
 
 def call_model(model: nn.Module, inputs: tuple) -> Any:
@@ -97,18 +99,22 @@ class Settings:
     warmup: int = 3
     repeats: Optional[int] = None  # None: each group's own
     peak_memory: bool = True
-    # 'onnxruntime' also exports every candidate (as built: folded or not) to ONNX and
-    # times ONNX Runtime on CPU in the same rounds as PyTorch eager.
-    runtime: str = 'torch'
+    # Runtimes besides PyTorch eager (rfcr.deploy.runtime.RUNTIMES): every candidate (as
+    # built: folded or not) also runs there, in the same rounds as eager.
+    runtimes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.memory_format not in FORMAT_CHOICES:
             raise ValueError(f'memory_format must be one of {FORMAT_CHOICES}, got '
                              f'{self.memory_format!r}')
-        if self.runtime not in RUNTIME_CHOICES:
-            raise ValueError(f'runtime must be one of {RUNTIME_CHOICES}, got {self.runtime!r}')
-        if self.runtime == ORT and self.device != 'cpu':
-            raise ValueError(f"runtime='onnxruntime' runs on CPU; got device={self.device!r}")
+        self.runtimes = tuple(self.runtimes)
+        unknown = [r for r in self.runtimes if r not in EXPORTED_RUNTIMES]
+        if unknown or len(set(self.runtimes)) != len(self.runtimes):
+            raise ValueError(f'runtimes must be distinct names from {EXPORTED_RUNTIMES}, got '
+                             f'{self.runtimes!r}')
+        if self.runtimes and self.device != 'cpu':
+            raise ValueError(f'runtimes {self.runtimes} run on CPU; got '
+                             f'device={self.device!r}')
         for name in ('batch_size', 'threads'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}')
@@ -172,15 +178,13 @@ def _flatten_inputs(inputs: tuple) -> tuple[tuple[torch.Tensor, ...], Callable]:
     return tuple(flat), rebuild
 
 
-def onnxruntime_runner(cand: Candidate, model: nn.Module, inputs: tuple, threads: int
-                       ) -> Callable[[], Any]:
-    """``cand.call(model, inputs)`` exported to ONNX (static shapes, opset 17) and run by
-    an ONNX Runtime CPU session with ``threads`` intra-op threads."""
-    from rfcr.deploy.export import OnnxWrapper
-    from rfcr.deploy.runtime import exported_ort_runner
+def exported_runner(runtime: str, cand: Candidate, model: nn.Module, inputs: tuple,
+                    threads: int) -> Callable[[], Any]:
+    """``cand.call(model, inputs)`` exported and run by ``runtime`` on CPU with ``threads``
+    intra-op threads (:func:`rfcr.deploy.runtime.runtime_runner`)."""
     flat, rebuild = _flatten_inputs(inputs)
     wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
-    return exported_ort_runner(wrapper, flat, threads)
+    return runtime_runner(runtime, wrapper, flat, threads)
 
 
 def _params_by_part(model: nn.Module) -> dict:
@@ -200,7 +204,8 @@ def run_group(group: Group, settings: Settings,
     Returns:
         ``(rows, times)``: a dict per candidate (see ``rfcr-bench --help`` for the fields;
         a failed candidate has an ``error`` instead of measurements) and, per candidate,
-        format -> seconds per round.
+        variant -> seconds per round; variants are the memory formats, ``'eager'`` (the
+        faster of them) and each of ``settings.runtimes``.
     """
     progress = progress or (lambda msg, steps: None)
     device = torch.device(settings.device)
@@ -227,13 +232,13 @@ def run_group(group: Group, settings: Settings,
         except Exception as e:  # a user's config may not build or run: report, go on
             row['error'] = f'{type(e).__name__}: {e}'
         else:
-            if settings.runtime == ORT:
+            for rt in settings.runtimes:
                 try:
-                    runners[(cand.name, ORT)] = onnxruntime_runner(
-                        cand, copy.deepcopy(model).to(memory_format=torch.contiguous_format),
+                    runners[(cand.name, rt)] = exported_runner(
+                        rt, cand, copy.deepcopy(model).to(memory_format=torch.contiguous_format),
                         inputs, settings.threads)
-                except Exception as e:  # e.g. an op without an ONNX symbolic
-                    row['onnxruntime_error'] = f'{type(e).__name__}: {e}'
+                except Exception as e:  # e.g. an op the exporter or runtime lacks
+                    row.setdefault('runtime_errors', {})[rt] = f'{type(e).__name__}: {e}'
         progress(f'{group.name}: prepared {cand.name}', len(settings.formats))
 
     repeats = settings.repeats or group.repeats
@@ -245,54 +250,61 @@ def run_group(group: Group, settings: Settings,
     progress(f'{group.name}: timed', settings.warmup * len(runners))  # the warm-up rounds
     times: dict[str, dict[str, list[float]]] = {}
     for key, ts in raw.items():
-        name, fmt = key.split('|')
-        times.setdefault(name, {})[fmt] = ts
+        name, variant = key.split('|')
+        times.setdefault(name, {})[variant] = ts
+    for name, t in times.items():  # eager: the faster memory format's timings
+        t[EAGER] = t[best_format({f: t[f] for f in settings.formats if f in t})]
 
-    best = {name: best_format({f: ts for f, ts in t.items() if f != ORT})
-            for name, t in times.items()}
     for row in rows:
         name = row['name']
         if name not in times:
             continue
-        fmt = best[name]
+        t = times[name]
+        fmt = next(f for f in settings.formats if t.get(f) is t[EAGER])
         row['memory_format'] = fmt
-        row['latency_ms'] = _stats_ms(times[name][fmt])
-        row['latency_ms_by_format'] = {f: _stats_ms(t) for f, t in times[name].items()
-                                       if f != ORT}
-        if ORT in times[name]:  # how many times faster ONNX Runtime ran than eager
-            r = paired_ratio(times[name][fmt], times[name][ORT])
-            row['onnxruntime'] = dict(latency_ms=_stats_ms(times[name][ORT]),
-                                      speedup_vs_eager=dict(median=r.median, p10=r.p10,
-                                                            p90=r.p90))
-        if {'contiguous', 'channels_last'} <= set(times[name]):  # channels_last's gain
-            r = paired_ratio(times[name]['contiguous'], times[name]['channels_last'])
-            row['channels_last_speedup'] = r.median
-        ref = row['ref']
-        if ref in times:
-            r = paired_ratio(times[name][fmt], times[ref][best[ref]])
-            row['ratio_vs_ref'] = dict(median=r.median, p10=r.p10, p90=r.p90)
+        row['latency_ms'] = _stats_ms(t[EAGER])
+        row['latency_ms_by_format'] = {f: _stats_ms(t[f]) for f in settings.formats if f in t}
+        if {'contiguous', 'channels_last'} <= set(t):  # channels_last's gain
+            row['channels_last_speedup'] = paired_ratio(t['contiguous'],
+                                                        t['channels_last']).median
+        ref = times.get(row['ref'], {})
+        if EAGER in ref:
+            row['ratio_vs_ref'] = _ratio(t[EAGER], ref[EAGER])
+        for rt in settings.runtimes:
+            if rt not in t:
+                continue
+            entry = dict(latency_ms=_stats_ms(t[rt]),
+                         speedup_vs_eager=_ratio(t[EAGER], t[rt]))
+            if rt in ref:  # like for like: against the reference on the same runtime
+                entry['ratio_vs_ref'] = _ratio(t[rt], ref[rt])
+            row.setdefault('runtimes', {})[rt] = entry
+        row['best_runtime'] = min((EAGER, ) + tuple(r for r in settings.runtimes if r in t),
+                                  key=lambda r: statistics.median(t[r]))
         if settings.peak_memory:
             with torch.inference_mode():
                 row['peak_memory_mib'] = peak_memory(runners[(name, fmt)], device) / 2**20
     return rows, times
 
 
+def _ratio(a: Sequence[float], b: Sequence[float]) -> dict:
+    r = paired_ratio(a, b)
+    return dict(median=r.median, p10=r.p10, p90=r.p90)
+
+
 def num_steps(group: Group, settings: Settings) -> int:
     """Forward passes :func:`run_group` reports to ``progress`` (if every candidate runs)."""
     n = len(group.candidates)
-    per_round = n * (len(settings.formats) + (settings.runtime == ORT))
+    per_round = n * (len(settings.formats) + len(settings.runtimes))
     return n * len(settings.formats) + per_round * (settings.warmup
                                                     + (settings.repeats or group.repeats))
 
 
 @dataclass
 class Target:
-    """A claim checked on measured ratios: ``a / b`` (paired, same group) vs ``threshold``.
-
-    ``speedup=True`` reports ``b / a`` instead (how many times faster ``a`` is). Each
-    row is taken in its faster memory format, or for ``a_runtime='onnxruntime'``, ``a``'s
-    ONNX Runtime timings (``a`` and ``b`` may then be the same row).
-    """
+    """A claim checked on measured ratios: ``a / b`` (paired, same group, same runtime) vs
+    ``threshold``. ``speedup=True`` reports ``b / a`` instead (how many times faster ``a``
+    is). Both rows are taken on ``runtime``: ``'eager'`` (each in its faster memory format)
+    or one of the exported runtimes."""
     name: str
     group: str
     a: str
@@ -300,17 +312,16 @@ class Target:
     op: str  # '<', '<=', '>', '>='
     threshold: float
     speedup: bool = False
-    a_runtime: str = 'torch'
+    runtime: str = EAGER
 
     def check(self, rows: Sequence[dict], times: dict[str, dict[str, dict[str, list[float]]]]
               ) -> dict:
         result = dict(name=self.name, group=self.group, a=self.a, b=self.b, op=self.op,
-                      threshold=self.threshold, measure='speed-up' if self.speedup else 'ratio')
-        fmt = {(r['group'], r['name']): r.get('memory_format') for r in rows}
+                      threshold=self.threshold, runtime=self.runtime,
+                      measure='speed-up' if self.speedup else 'ratio')
         try:
-            ta = times[self.group][self.a][ORT if self.a_runtime == ORT
-                                          else fmt[(self.group, self.a)]]
-            tb = times[self.group][self.b][fmt[(self.group, self.b)]]
+            ta = times[self.group][self.a][self.runtime]
+            tb = times[self.group][self.b][self.runtime]
         except KeyError:
             return dict(result, value=None, met=None)
         r = paired_ratio(tb, ta) if self.speedup else paired_ratio(ta, tb)

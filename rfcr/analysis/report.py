@@ -11,36 +11,34 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from ..deploy.runtime import EXPORTED_RUNTIMES
+from ..utils.cpu import cpu_name, isa_summary
+
 MACS_NOTE = ('MACs: multiply-accumulates of everything that runs (conv/matmul: one per '
              'multiply-add; element-wise ops, activations, pooling windows and resizes: one '
              'per element; concat and copies: 0).')
 RATIO_NOTE = ('x ref: median over rounds of (this row / its reference row), both timed in '
-              'the same interleaved rounds, each in its faster memory format; in brackets '
-              'the 10th-90th percentile of the per-round ratio, i.e. how noisy the machine '
-              'was. Below 1: faster than the reference.')
+              'the same interleaved rounds on the same runtime (eager: each in its faster '
+              'memory format); in brackets the 10th-90th percentile of the per-round ratio, '
+              'i.e. how noisy the machine was. Below 1: faster than the reference.')
+RUNTIME_NAMES = {'eager': 'PyTorch eager', 'onnxruntime': 'ONNX Runtime'}
 
 CSV_FIELDS = ('group', 'name', 'family', 'source', 'ref', 'memory_format', 'params_total',
               'params_backbone', 'params_neck', 'params_head', 'macs_total', 'macs_backbone',
               'macs_neck', 'macs_head', 'latency_median_ms', 'latency_p10_ms',
               'latency_p90_ms', 'latency_contiguous_median_ms',
               'latency_channels_last_median_ms', 'channels_last_speedup', 'ratio_vs_ref',
-              'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'peak_memory_mib',
-              'onnxruntime_median_ms', 'onnxruntime_speedup_vs_eager', 'error')
+              'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'peak_memory_mib') + tuple(
+    f'{rt}_{field}' for rt in EXPORTED_RUNTIMES
+    for field in ('median_ms', 'ratio_vs_ref', 'speedup_vs_eager')) + ('best_runtime', 'error')
 
 
 def machine_info(device: str, threads: int) -> dict:
     """What the numbers were measured on (CPU model, cores, versions, load)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f
-                        if line.startswith('model name')), cpu)
-    except OSError:
-        pass
     import mmcv
     import mmdet
     import mmengine
-    info = dict(cpu=cpu, logical_cpus=os.cpu_count(), threads=threads, device=device,
+    info = dict(cpu=cpu_name(), isa=isa_summary(), logical_cpus=os.cpu_count(), threads=threads, device=device,
                 python=platform.python_version(), torch=torch.__version__,
                 mmcv=mmcv.__version__, mmdet=mmdet.__version__, mmengine=mmengine.__version__,
                 platform=platform.platform(),
@@ -77,6 +75,47 @@ def _format_cell(row: dict) -> str:
     return fmt
 
 
+def _ratio_cell(ratio: Optional[dict], is_ref: bool) -> str:
+    if not ratio:
+        return '-'
+    if is_ref:
+        return '1 (ref)'
+    return f'{ratio["median"]:.3f} [{ratio["p10"]:.2f}-{ratio["p90"]:.2f}]'
+
+
+def _runtime_table(group: str, rows: Sequence[dict]) -> list[str]:
+    """Each model's latency per runtime, its ratio to the group's reference on the same
+    runtime, and its fastest runtime; nothing if no runtime besides eager ran."""
+    runtimes = [rt for rt in EXPORTED_RUNTIMES
+                if any(rt in r.get('runtimes', {}) or rt in r.get('runtime_errors', {})
+                       for r in rows)]
+    if not runtimes:
+        return []
+    names = ', '.join(RUNTIME_NAMES.get(rt, rt) for rt in runtimes)
+    lines = [f'{group} on {names}: each model as above, exported (ONNX opset 17, static '
+             'shapes) and run on CPU in the same rounds as eager; x ref against the '
+             'reference on the same runtime.', '',
+             '| model | eager ms (format) | ' + ' | '.join(
+                 f'{RUNTIME_NAMES.get(rt, rt)} ms | x ref [p10-p90]' for rt in runtimes)
+             + ' | best runtime |',
+             '|---|---:|' + '---:|---:|' * len(runtimes) + ':---:|']
+    for r in rows:
+        if 'error' in r:
+            continue
+        cells = [f'{r["latency_ms"]["median"]:.2f} ({_format_abbrev(r)})']
+        for rt in runtimes:
+            entry = r.get('runtimes', {}).get(rt)
+            if entry is None:
+                error = r.get('runtime_errors', {}).get(rt, 'not run')
+                cells += [f'failed: {error[:80]}', '-']
+                continue
+            cells += [f'{entry["latency_ms"]["median"]:.2f}',
+                      _ratio_cell(entry.get('ratio_vs_ref'), r['ref'] == r['name'])]
+        best = RUNTIME_NAMES.get(r.get('best_runtime'), r.get('best_runtime', '-'))
+        lines.append(f'| {r["name"]} | ' + ' | '.join(cells) + f' | {best} |')
+    return lines + ['']
+
+
 def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dict],
              meta: dict) -> str:
     """The results as markdown: one table per group, then the targets and the notes."""
@@ -91,46 +130,30 @@ def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dic
                 lines.append(f'| {r["name"]} | failed: {r["error"][:120]} |||||||')
                 continue
             lat = r['latency_ms']
-            ratio = r.get('ratio_vs_ref')
-            ratio_cell = (f'{ratio["median"]:.3f} [{ratio["p10"]:.2f}-{ratio["p90"]:.2f}]'
-                          if ratio and r['ref'] != r['name'] else ('1 (ref)' if ratio else '-'))
+            ratio_cell = _ratio_cell(r.get('ratio_vs_ref'), r['ref'] == r['name'])
             peak = f'{r["peak_memory_mib"]:.1f}' if 'peak_memory_mib' in r else '-'
             lines.append(f'| {r["name"]} | {_split(r["params"], lambda v: f"{v / 1e6:.2f}")} | '
                          f'{_split(r["macs"], _macs)} | '
                          f'{_format_cell(r)} | {lat["median"]:.2f} | {lat["p90"]:.2f} | '
                          f'{ratio_cell} | {r["ref"]} | {peak} |')
         lines.append('')
-        ort_rows = [r for r in rows if r['group'] == g['name']
-                    and ('onnxruntime' in r or 'onnxruntime_error' in r)]
-        if ort_rows:
-            lines += [f'ONNX Runtime ({g["name"]}): each model as above, exported to ONNX '
-                      '(opset 17, static shapes) and run by an ONNX Runtime CPU session in '
-                      'the same rounds.', '',
-                      '| model | eager median ms (format) | ONNX Runtime median ms | '
-                      'ORT speed-up vs eager [p10-p90] |', '|---|---:|---:|---:|']
-            for r in ort_rows:
-                if 'onnxruntime' not in r:
-                    lines.append(f'| {r["name"]} | failed: {r["onnxruntime_error"][:120]} |||')
-                    continue
-                ort, up = r['onnxruntime']['latency_ms'], r['onnxruntime']['speedup_vs_eager']
-                lines.append(f'| {r["name"]} | {r["latency_ms"]["median"]:.2f} '
-                             f'({_format_abbrev(r)}) | {ort["median"]:.2f} | '
-                             f'{up["median"]:.3f} [{up["p10"]:.2f}-{up["p90"]:.2f}] |')
-            lines.append('')
+        lines += _runtime_table(g['name'], [r for r in rows if r['group'] == g['name']])
     if targets:
-        lines += ['**Targets** (ratios from this run)', '',
-                  '| target | measured [p10-p90] | wanted | met |', '|---|---:|---:|:---:|']
+        lines += ['**Targets** (ratios from this run, both sides on the same runtime)', '',
+                  '| target | runtime | measured [p10-p90] | wanted | met |',
+                  '|---|---|---:|---:|:---:|']
         for t in targets:
             value = ('-' if t.get('value') is None else
                      f'{t["value"]:.3f} [{t["p10"]:.2f}-{t["p90"]:.2f}]')
             met = {True: 'yes', False: '**no**', None: '-'}[t.get('met')]
-            lines.append(f'| {t["name"]} | {value} | {t["measure"]} {t["op"]} '
+            runtime = RUNTIME_NAMES.get(t['runtime'], t['runtime'])
+            lines.append(f'| {t["name"]} | {runtime} | {value} | {t["measure"]} {t["op"]} '
                          f'{t["threshold"]:g} | {met} |')
         lines.append('')
     load = meta.get('load_average_start'), meta.get('load_average_end')
     lines += [
-        f'Measured on {meta["cpu"]} ({meta["logical_cpus"]} logical CPUs), {meta["threads"]} '
-        f'thread(s), device {meta.get("gpu", meta["device"])}, torch {meta["torch"]}, mmdet '
+        f'Measured on {meta["cpu"]} ({meta.get("isa", "ISA not recorded")}; '
+        f'{meta["logical_cpus"]} logical CPUs), {meta["threads"]} thread(s), device {meta.get("gpu", meta["device"])}, torch {meta["torch"]}, mmdet '
         f'{meta["mmdet"]}, mmcv {meta["mmcv"]}; {meta["date"]}'
         + (f'; load average {load[0][0]} at start, {load[1][0]} at end' if all(load) else '')
         + '.',
@@ -165,12 +188,14 @@ def csv_rows(rows: Sequence[dict]) -> list[dict]:
         flat['ratio_vs_ref_p10'] = ratio.get('p10', '')
         flat['ratio_vs_ref_p90'] = ratio.get('p90', '')
         flat['peak_memory_mib'] = r.get('peak_memory_mib', '')
-        ort = r.get('onnxruntime', {})
-        flat['onnxruntime_median_ms'] = ort.get('latency_ms', {}).get('median', '')
-        flat['onnxruntime_speedup_vs_eager'] = ort.get('speedup_vs_eager', {}).get('median', '')
-        if 'onnxruntime_error' in r:
-            flat['error'] = (flat['error'] + '; ' if flat['error'] else '') + \
-                f'onnxruntime: {r["onnxruntime_error"]}'
+        for rt in EXPORTED_RUNTIMES:
+            entry = r.get('runtimes', {}).get(rt, {})
+            flat[f'{rt}_median_ms'] = entry.get('latency_ms', {}).get('median', '')
+            flat[f'{rt}_ratio_vs_ref'] = entry.get('ratio_vs_ref', {}).get('median', '')
+            flat[f'{rt}_speedup_vs_eager'] = entry.get('speedup_vs_eager', {}).get('median', '')
+        flat['best_runtime'] = r.get('best_runtime', '')
+        errors = [f'{rt}: {e}' for rt, e in r.get('runtime_errors', {}).items()]
+        flat['error'] = '; '.join(([flat['error']] if flat['error'] else []) + errors)
         out.append(flat)
     return out
 

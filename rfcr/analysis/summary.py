@@ -2,7 +2,7 @@
 
 A printed ``nn.Module`` lists layers, not what ``forward`` does between them: RFCR's
 pools, upsamplings, weighted sum and concatenations are invisible in it. Here the stages
-come from the jit trace (:func:`rfcr.analysis.flops.trace_ops`), so every op that ran is
+come from the ops recorded as they run (:func:`rfcr.analysis.flops.trace_ops`), each
 placed under the module that ran it; module outputs and latency come from forward hooks
 on an eager run.
 
@@ -40,7 +40,6 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..models.layers.folded import own_layers
 from .flops import OpRecord, _tensors, trace_ops
 from .latency import synchronizer
 
@@ -134,9 +133,8 @@ def summarize(model: nn.Module, inputs: Union[Tensor, Sequence[Any]], depth: int
               input_size: Optional[tuple[int, int]] = None, runs: int = 10) -> list[Row]:
     """Stages of ``model(*inputs)`` in execution order (see the module docstring).
 
-    Run it on a model in eval mode; it traces and times without gradients, every module
-    running its own layers (rfcr's eval-mode folded copies are off: :func:`~rfcr.models.
-    layers.folded.own_layers`), so each stage's share is that of the layers listed.
+    Run it on a model in eval mode; it records the ops (:func:`~rfcr.analysis.flops.
+    trace_ops`) and times the modules without gradients.
 
     Args:
         model: Any ``nn.Module``; a detector runs its tensor-mode forward.
@@ -146,18 +144,11 @@ def summarize(model: nn.Module, inputs: Union[Tensor, Sequence[Any]], depth: int
             dims of the first input tensor.
         runs: Timed passes for the latency shares (0: no timing).
     """
-    with own_layers():
-        return _summarize(model, inputs, depth, input_size, runs)
-
-
-def _summarize(model: nn.Module, inputs: Union[Tensor, Sequence[Any]], depth: int,
-               input_size: Optional[tuple[int, int]], runs: int) -> list[Row]:
-    """The body of :func:`summarize`."""
     if depth < 1:
         raise ValueError(f'depth must be >= 1, got {depth!r}')
     inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
+    records = trace_ops(model, inputs)
     with torch.no_grad():
-        records = trace_ops(model, inputs)
         shapes = _output_shapes(model, inputs)
     depths = _display_depths(model)
     modules = dict(model.named_modules())

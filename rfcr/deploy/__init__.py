@@ -1,13 +1,17 @@
-"""Deployment: inference folding (:func:`switch_to_deploy`), ONNX export checked with ONNX
-Runtime (:mod:`rfcr.deploy.export`) and latency measurement (:mod:`rfcr.deploy.runtime`).
+"""Inference speed, explicitly: folding (:func:`switch_to_deploy`), the fused eager layers,
+ONNX export checked with ONNX Runtime (:mod:`rfcr.deploy.export`) and runtime runners
+(:mod:`rfcr.deploy.runtime`). Nothing here changes what ``rfcr.models`` computes.
 
-Only the folding is imported here; the export and runtime modules need the ``deploy``
-extra (``onnx``, ``onnxruntime``).
+Only the folding and the hook are imported here; the export and runtime modules need the
+``deploy`` extra (``onnx``, ``onnxruntime``).
 """
-from ..models.layers.fused import ConvAct, FusedConv, fold_bn
-from ..models.necks.rfcr import DeployRFCR
+from .bricks import DeployInvertedResidual, DeploySE
 from .compose import DeployYOLOReTNeck
-from .fold import DeployInvertedResidual, DeploySE, switch_to_deploy
+from .fold import DEPLOY_FORMS, deploy_refusals, fold_with_report, switch_to_deploy
+from .fused import ConvAct, FusedConv, fold_bn
+from .hooks import SwitchToDeployHook
+from .rfcr import DeployRFCR
 
-__all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE', 'DeployYOLOReTNeck',
-           'FusedConv', 'fold_bn', 'switch_to_deploy']
+__all__ = ['ConvAct', 'DEPLOY_FORMS', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE',
+           'DeployYOLOReTNeck', 'FusedConv', 'SwitchToDeployHook', 'deploy_refusals',
+           'fold_bn', 'fold_with_report', 'switch_to_deploy']

@@ -33,11 +33,12 @@ import torch
 from torch import Tensor, nn
 
 from ..models.dense_heads import YOLOReTHead
-from ..models.layers import max_pool_to, upsample_to
-from ..models.layers.fused import ConvAct
-from ..models.necks.rfcr import RFCR, DeployRFCR
-from ..models.necks.yoloret_neck import MBConvNode, YOLOReTNeck
-from .fold import DeployInvertedResidual, switch_to_deploy
+from ..models.necks import RFCR, YOLOReTNeck
+from ..models.necks.yoloret_neck import MBConvNode
+from .bricks import DeployInvertedResidual
+from .fused import ConvAct, fold_conv_module
+from .resize import max_pool_to, upsample_to
+from .rfcr import DeployRFCR
 
 __all__ = ['DeployYOLOReTNeck', 'fold_yoloret_detector']
 
@@ -50,11 +51,11 @@ class _Node(nn.Module):
 
     def __init__(self, node: MBConvNode) -> None:
         super().__init__()
-        first, block = node
-        self.first = switch_to_deploy(copy.deepcopy(first))
-        block = switch_to_deploy(copy.deepcopy(block))
-        if not isinstance(block, DeployInvertedResidual):
-            raise TypeError(f'expected a foldable InvertedResidual, got {type(block).__name__}')
+        first, block = copy.deepcopy(node)
+        self.first = fold_conv_module(first)
+        block = DeployInvertedResidual(block)
+        if not isinstance(self.first, ConvAct) or not isinstance(block.linear_conv, ConvAct):
+            raise TypeError('a node whose 1x1 convs do not fold cannot be composed')
         self.layers = block.layers  # depthwise conv, squeeze-excite
         self.projection = block.linear_conv
         self.residual = block.with_res_shortcut
@@ -182,7 +183,7 @@ class DeployYOLOReTNeck(nn.Module):
                 raise ValueError('pred_convs must be three 1x1 convs (strides 32, 16, 8), '
                                  f'got {pred_convs!r}')
         if rfcr is not None:
-            rfcr = switch_to_deploy(copy.deepcopy(rfcr))
+            rfcr = rfcr if isinstance(rfcr, DeployRFCR) else DeployRFCR(rfcr)
             if not (isinstance(rfcr, DeployRFCR) and tuple(rfcr.out_indices) == (0, 1, 2)
                     and tuple(rfcr.out_channels) == tuple(neck.in_channels)):
                 raise ValueError('rfcr must be an RFCR returning the three maps the neck '
@@ -197,8 +198,10 @@ class DeployYOLOReTNeck(nn.Module):
 
         td = [_Node(n) for n in neck.top_down_nodes]
         bu = [_Node(n) for n in neck.bottom_up_nodes]
-        td_reduce = [switch_to_deploy(copy.deepcopy(m)) for m in neck.top_down_reduce]
-        bu_reduce = [switch_to_deploy(copy.deepcopy(m)) for m in neck.bottom_up_reduce]
+        td_reduce = [fold_conv_module(m) for m in neck.top_down_reduce]
+        bu_reduce = [fold_conv_module(m) for m in neck.bottom_up_reduce]
+        if not all(isinstance(m, ConvAct) for m in td_reduce + bu_reduce):
+            raise TypeError('reduce convs that do not fold cannot be composed')
 
         # Top-down nodes 0 and 1 read cat([up(r), x]): their first conv is W_r up(r) + W_x x
         # = up(W_r r) + W_x x, W_r running at the coarser level (4x fewer pixels), summed
@@ -306,14 +309,13 @@ def fold_yoloret_detector(detector: nn.Module) -> bool:
     as before. Returns whether it applied.
     """
     neck, head = getattr(detector, 'neck', None), getattr(detector, 'bbox_head', None)
-    if not isinstance(head, YOLOReTHead) or not all(
-            _is_plain_1x1(c) for c in head.convs_pred):
+    if type(head) is not YOLOReTHead or not all(_is_plain_1x1(c) for c in head.convs_pred):
         return False
     necks = list(neck) if isinstance(neck, nn.Sequential) else [neck]
-    if not necks or not isinstance(necks[-1], YOLOReTNeck):
+    if not necks or type(necks[-1]) is not YOLOReTNeck:
         return False
     rfcr = None
-    if (len(necks) >= 2 and isinstance(necks[-2], (RFCR, DeployRFCR))
+    if (len(necks) >= 2 and type(necks[-2]) in (RFCR, DeployRFCR)
             and tuple(necks[-2].out_indices) == (0, 1, 2)):
         rfcr = necks.pop(-2)
     folded = DeployYOLOReTNeck(necks.pop(), head.convs_pred, rfcr).eval()

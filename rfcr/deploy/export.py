@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'VerifyResult', 'detector_wrapper', 'export_onnx',
-           'load_detector', 'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
+           'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
            'ort_session', 'verify_onnx']
 
 DEFAULT_OPSET = 17
@@ -224,49 +224,3 @@ def onnx_op_counts(path: str | os.PathLike) -> Counter:
     import onnx
 
     return Counter(n.op_type for n in onnx.load(os.fspath(path)).graph.node)
-
-
-def load_detector(config: str | os.PathLike,
-                  checkpoint: Optional[str] = None,
-                  cfg_options: Optional[dict] = None) -> nn.Module:
-    """Build the config's model in eval mode, with ``checkpoint``'s weights if given.
-
-    Nothing is downloaded: the backbone's pretrained ``init_cfg`` is dropped, and without a
-    checkpoint the weights are random (``init_weights`` of every module). Checkpoints are
-    read with ``torch.load(weights_only=True)``; mmengine's own checkpoints are accepted.
-    """
-    from mmengine.config import Config
-    from mmengine.logging import MMLogger
-    from mmengine.runner import load_checkpoint
-
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-
-    import rfcr  # noqa: F401  (registers rfcr's modules even without custom_imports)
-
-    from ..engine.checkpoint import mmengine_checkpoint_loading
-
-    register_all_modules()
-    cfg = Config.fromfile(os.fspath(config))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if 'model' not in cfg:
-        raise ValueError(f'config={os.fspath(config)!r} defines no model')
-    if cfg.model.get('backbone') is not None:
-        cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    if checkpoint is None:
-        logger = MMLogger.get_current_instance()
-        level = logger.level
-        logger.setLevel('WARNING')  # init_weights logs every parameter at INFO
-        try:
-            model.init_weights()
-        finally:
-            logger.setLevel(level)
-    else:
-        if not os.path.isfile(checkpoint):
-            raise ValueError(f'checkpoint={checkpoint!r}: no such file')
-        with mmengine_checkpoint_loading():
-            load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                            logger='silent')
-    return model.eval()

@@ -2,155 +2,95 @@
 collect convs, YOLO-ReT's consecutive linear maps into one, training-only machinery
 (checkpointing, drop-path, BN statistics) dropped.
 
-:func:`switch_to_deploy` rewrites a model in place; the rewritten modules compute, in eval
-mode, what the originals compute, up to float rounding::
+:func:`switch_to_deploy` rewrites a model in place, top-down, replacing every module whose
+exact type has a deploy form (:data:`DEPLOY_FORMS`)::
 
-    ConvModule(conv - BN - act)        ->  ConvAct(conv with BN folded in - act)
-    mmdet InvertedResidual             ->  DeployInvertedResidual (its convs folded, the
-                                           residual summed in the last conv's epilogue)
-    mmdet SELayer (1x1 convs)          ->  DeploySE (two matrix products)
+    YOLO-ReT detector (RFCR + YOLOReTNeck + YOLOReTHead)
+                                       ->  one DeployYOLOReTNeck returning the predictions
     RFCR                               ->  DeployRFCR (fusion scalars in the collect convs)
     YOLOReTNeck                        ->  DeployYOLOReTNeck (linear maps composed,
                                            :mod:`rfcr.deploy.compose`)
-    YOLO-ReT detector (RFCR + YOLOReTNeck + YOLOReTHead)
-                                       ->  one DeployYOLOReTNeck returning the predictions
+    mmcv ConvModule (conv - BN - act)  ->  ConvAct (conv with BN folded in - act)
+    mmdet InvertedResidual             ->  DeployInvertedResidual (its convs folded, the
+                                           residual summed in the last conv's epilogue)
+    mmdet SELayer (1x1 convs)          ->  DeploySE (two matrix products)
+    nn.Sequential(Conv2d, BN[, act])   ->  ConvAct, Identity[, Identity]
 
-Every conv of these modules runs as one oneDNN call with its bias, activation and sum
-(:class:`~rfcr.models.layers.FusedConv`) where that is exact and pays, else as
-``F.conv2d`` + the activation (autograd, tracing and ONNX export, other devices and dtypes).
+The rewritten modules compute, in eval mode, what the originals compute, up to float
+rounding. Folding is exact or it does not happen: only a plain ``nn.Conv2d`` followed by a
+BatchNorm in eval mode is folded (a conv subclass such as mmcv's ``ConvWS`` or
+``Conv2dAdaptivePadding`` computes something else than conv2d of its weight; a BN in train
+mode normalizes with batch statistics). Everything else is left as it is, and
+:func:`deploy_refusals` says what and why; :func:`switch_to_deploy` logs it.
 
-The models under ``rfcr/models`` are not touched: folding reads their public structure
-(mmcv's ``ConvModule``, mmdet's ``InvertedResidual`` and ``SELayer``, the nodes of
-``YOLOReTNeck``) and builds new modules from it. ``DeployRFCR``, ``fold_bn`` and the fused
-conv layers live with the models (:mod:`rfcr.models.layers.fused`): RFCR's own eval fast
-path runs its ``DeployRFCR``.
+The models under ``rfcr/models`` are not touched: folding reads their public structure and
+builds new modules from it.
 """
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
+from typing import Callable
 
-import torch
 from mmcv.cnn import ConvModule
-from torch import Tensor, nn
+from mmengine.logging import print_log
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 from mmdet.models.layers import InvertedResidual, SELayer
 
-from ..models.layers.fused import ConvAct, fold_bn, fold_conv_module
-from ..models.layers.folded import FoldedInference
-from ..models.layers.resize import eager_inference
-from ..models.necks.rfcr import RFCR, DeployRFCR
-from ..models.necks.yoloret_neck import YOLOReTNeck
+from ..models.necks import RFCR, YOLOReTNeck
+from .bricks import DeployInvertedResidual, fold_se, fold_sequential
+from .compose import DeployYOLOReTNeck, fold_yoloret_detector
+from .fused import conv_bn_refusal, conv_module_refusal, fold_conv_module
+from .rfcr import DeployRFCR
 
-__all__ = ['ConvAct', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE', 'fold_bn',
-           'switch_to_deploy']
+__all__ = ['DEPLOY_FORMS', 'deploy_refusals', 'fold_with_report', 'switch_to_deploy']
 
-
-class DeploySE(nn.Module):
-    """mmdet's ``SELayer`` at inference: ``x * act2(fc2(act1(fc1(mean(x)))))`` with the
-    two 1x1 convs of the squeezed vector as matrix products (a 1x1 map is all per-call
-    overhead for a conv kernel).
-
-    Args:
-        se: The layer to fold (read, not modified).
-        inplace: Scale ``x`` in place where no autograd or tracer sees it. Set by an owner
-            whose ``x`` is a temporary of its own (the depthwise conv's output).
-    """
-
-    def __init__(self, se: SELayer, inplace: bool = False) -> None:
-        super().__init__()
-        self.fc1, self.act1 = _linear_of(se.conv1)
-        self.fc2, self.act2 = _linear_of(se.conv2)
-        self.inplace = inplace
-
-    def forward(self, x: Tensor) -> Tensor:
-        s = self.act1(self.fc1(x.mean((2, 3))))  # (N, C // ratio)
-        s = self.act2(self.fc2(s))[:, :, None, None]  # (N, C, 1, 1)
-        return x.mul_(s) if self.inplace and eager_inference() else x * s
+# Exact module type -> its deploy form (built from the module, which it does not modify).
+DEPLOY_FORMS: dict[type, Callable[[nn.Module], nn.Module]] = {
+    RFCR: DeployRFCR,
+    YOLOReTNeck: DeployYOLOReTNeck,
+    ConvModule: fold_conv_module,
+    InvertedResidual: DeployInvertedResidual,
+    SELayer: fold_se,
+}
 
 
-def _linear_of(module: ConvModule) -> tuple[nn.Linear, nn.Module]:
-    conv = module.conv
-    linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
-    with torch.no_grad():
-        linear.weight.copy_(conv.weight.flatten(1))
-        if conv.bias is not None:
-            linear.bias.copy_(conv.bias)
-    act = copy.deepcopy(module.activate) if module.with_activation else nn.Identity()
-    return linear.requires_grad_(False), act
-
-
-def _fold_se(se: SELayer) -> nn.Module:
-    """``SELayer`` -> :class:`DeploySE` when both its convs are plain 1x1 convs
-    (no norm), else ``se`` with its convs folded."""
-    convs = (se.conv1, se.conv2)
-    if all(isinstance(m, ConvModule) and not m.with_norm and type(m.conv) is nn.Conv2d
-           and m.conv.kernel_size == (1, 1) and m.conv.groups == 1 for m in convs):
-        return DeploySE(se)
-    for name in ('conv1', 'conv2'):
-        setattr(se, name, switch_to_deploy(getattr(se, name)))
-    return se
-
-
-class DeployInvertedResidual(nn.Module):
-    """mmdet's ``InvertedResidual`` at inference: its layers before the linear conv in one
-    ``nn.Sequential`` (expand conv, depthwise conv, squeeze-excite, the ones it has), then
-    the linear conv with the residual summed in its epilogue; no gradient checkpointing,
-    no drop-path (identity in eval mode)."""
-
-    def __init__(self, block: InvertedResidual) -> None:
-        super().__init__()
-        layers = OrderedDict()
-        if block.with_expand_conv:
-            layers['expand_conv'] = block.expand_conv
-        layers['depthwise_conv'] = block.depthwise_conv
-        if block.with_se:
-            layers['se'] = block.se
-        self.layers = nn.Sequential(
-            OrderedDict((name, switch_to_deploy(m)) for name, m in layers.items()))
-        if isinstance(getattr(self.layers, 'se', None), DeploySE):
-            self.layers.se.inplace = True  # it scales the depthwise conv's fresh output
-        self.linear_conv = switch_to_deploy(block.linear_conv)
-        self.with_res_shortcut = block.with_res_shortcut
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.layers(x)
-        if not self.with_res_shortcut:
-            return self.linear_conv(out)
-        if isinstance(self.linear_conv, ConvAct):
-            return self.linear_conv(out, x)
-        return x + self.linear_conv(out)
-
-
-# Modules that fold into a deploy module of their own; checked in this order.
-_FOLDERS = (
-    (RFCR, DeployRFCR),
-    (ConvModule, fold_conv_module),
-    (InvertedResidual, DeployInvertedResidual),
-    (SELayer, _fold_se),
-)
+def _fold(module: nn.Module, name: str, refused: list[str]) -> nn.Module:
+    try:  # a YOLO-ReT detector: its neck and prediction convs, composed
+        fold_yoloret_detector(module)
+    except (TypeError, ValueError) as e:
+        refused.append(f'{name or type(module).__name__} (neck and head composed): {e}')
+    form = DEPLOY_FORMS.get(type(module))
+    if form is not None:
+        try:
+            return form(module)
+        except (TypeError, ValueError) as e:  # not foldable as a whole: fold its parts
+            refused.append(f'{name or type(module).__name__}: {e}')
+    for child_name, child in list(module.named_children()):
+        folded = _fold(child, f'{name}.{child_name}' if name else child_name, refused)
+        if folded is not child:
+            setattr(module, child_name, folded)
+    return fold_sequential(module)
 
 
 def switch_to_deploy(module: nn.Module) -> nn.Module:
     """Fold ``module`` for inference, in place, and return it in eval mode.
 
-    Every :class:`~rfcr.models.RFCR`, :class:`~rfcr.models.YOLOReTNeck`, mmcv
-    ``ConvModule`` (conv -> BN -> act), mmdet ``InvertedResidual`` and ``SELayer`` inside
-    ``module`` is replaced by its deploy module (:class:`DeployRFCR`,
-    :class:`~rfcr.deploy.DeployYOLOReTNeck`, :class:`ConvAct`,
-    :class:`DeployInvertedResidual`, :class:`DeploySE`). A YOLO-ReT detector's RFCR, neck
+    Every module inside ``module`` whose exact type has a deploy form (see
+    :mod:`rfcr.deploy.fold`) is replaced by it, top-down; a YOLO-ReT detector's RFCR, neck
     and prediction convs become one ``DeployYOLOReTNeck`` returning the prediction maps
-    (the head's convs become identities,
-    :func:`~rfcr.deploy.compose.fold_yoloret_detector`). Everything else is kept, so a
-    :class:`~rfcr.models.TruncatedMobileNetV2`, :class:`~rfcr.models.YOLOReTHead` or a
-    whole mmdet detector keeps its class, attributes and ``forward`` (a detector still
-    ``predict``\\ s, and exports). The outputs equal those of the original in eval mode
-    (BN running statistics, the fusion weights after ``fusion_norm``), up to float
-    rounding. Calling it again is a no-op. The result is for inference only: it has no BN
-    to train and no fusion weights.
+    (the head's convs become identities, :func:`~rfcr.deploy.compose.fold_yoloret_detector`).
+    Everything else is kept, so a :class:`~rfcr.models.TruncatedMobileNetV2`,
+    :class:`~rfcr.models.YOLOReTHead` or a whole mmdet detector keeps its class, attributes
+    and ``forward`` (a detector still ``predict``\\ s, and exports). The outputs equal those
+    of the original in eval mode, up to float rounding. What could not be folded exactly is
+    left as it is and logged (:func:`deploy_refusals`). Calling it again is a no-op. The
+    result is for inference only: it has no BN to train and no fusion weights.
 
     Args:
-        module: A model or any part of one.
+        module: A model or any part of one. Put it in eval mode first: a BN in train mode
+            is not folded.
 
     Returns:
         ``module`` itself, or its replacement when ``module`` is itself one of the folded
@@ -174,21 +114,50 @@ def switch_to_deploy(module: nn.Module) -> nn.Module:
         >>> max(float((a - b).abs().max()) for a, b in zip(outs, expected)) < 1e-4
         True
     """
-    if not isinstance(module, nn.Module):
-        raise TypeError(f'module must be a torch.nn.Module, got {type(module).__name__}')
-    # Imported here: compose builds on this module's folders.
-    from .compose import DeployYOLOReTNeck, fold_yoloret_detector
-    fold_yoloret_detector(module)  # the head's prediction convs into the neck
-    for cls, fold in _FOLDERS + ((YOLOReTNeck, DeployYOLOReTNeck), ):
-        if isinstance(module, cls):
-            folded = fold(module)
-            folded.eval()
-            return folded
-    for name, child in list(module.named_children()):
-        folded = switch_to_deploy(child)
-        if folded is not child:
-            setattr(module, name, folded)
-    if isinstance(module, FoldedInference):  # already folded: no eval-time copy of it
-        module._is_folded_copy = True
+    module, refused = fold_with_report(module)
+    if refused:
+        print_log('switch_to_deploy left these unfolded (they run as they are, exactly):\n  '
+                  + '\n  '.join(refused), logger='current', level=30)  # WARNING
     module.eval()  # not `return module.eval()`: mmdet's MobileNetV2.train() returns None
     return module
+
+
+def fold_with_report(module: nn.Module) -> tuple[nn.Module, list[str]]:
+    """:func:`switch_to_deploy` without the final ``eval()`` and the log: the folded
+    module and ``'name: reason'`` for every part left unfolded."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f'module must be a torch.nn.Module, got {type(module).__name__}')
+    refused: list[str] = []
+    module = _fold(module, '', refused)
+    return module, refused + deploy_refusals(module)
+
+
+def deploy_refusals(module: nn.Module) -> list[str]:
+    """``'name: reason'`` for every BN left in ``module`` that folding would not remove:
+    those of ConvModules that do not fold, and BNs not right after a plain conv."""
+    reasons = []
+    explained: set[int] = set()
+    for name, m in module.named_modules():
+        if isinstance(m, ConvModule) and m.with_norm:
+            reason = (conv_module_refusal(m) if type(m) is ConvModule
+                      else f'{type(m).__name__} is a ConvModule subclass')
+            reasons.append(f'{name}: {reason}')
+            explained.add(id(m.norm))
+        elif isinstance(m, nn.Sequential):
+            children = list(m.children())
+            for prev, bn in zip(children, children[1:]):
+                if (isinstance(bn, _BatchNorm) and isinstance(prev, _ConvNd)
+                        and id(bn) not in explained):
+                    explained.add(id(bn))
+                    reason = conv_bn_refusal(prev, bn) or f'{type(m).__name__} is not a plain ' \
+                        'nn.Sequential'
+                    prefix = f'{name}.' if name else ''
+                    reasons.append(f'{prefix}{_child_name(m, bn)}: {reason}')
+    for name, m in module.named_modules():
+        if isinstance(m, _BatchNorm) and id(m) not in explained:
+            reasons.append(f'{name}: a {type(m).__name__} not right after a conv')
+    return reasons
+
+
+def _child_name(parent: nn.Module, child: nn.Module) -> str:
+    return next(n for n, c in parent.named_children() if c is child)

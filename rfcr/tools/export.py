@@ -122,10 +122,10 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         SystemExit: with a message when verification fails.
     """
     args = _parse_args(argv)
-    from rfcr.deploy.export import (export_onnx, load_detector, odd_pyramid_size,
-                                    onnx_op_counts, verify_onnx)
+    from rfcr.deploy.export import export_onnx, odd_pyramid_size, onnx_op_counts, verify_onnx
+    from rfcr.utils.config import build_model
 
-    model = load_detector(args.config, args.checkpoint, args.cfg_options)
+    model = build_model(args.config, args.checkpoint, args.cfg_options)
     if args.checkpoint is None:
         print('rfcr-export: no --checkpoint, exporting random weights (their outputs carry '
               'little signal: verify a trained checkpoint)')

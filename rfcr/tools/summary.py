@@ -63,13 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from rfcr.analysis.build import build_from_config
+    from rfcr.utils.config import build_model
     from rfcr.analysis.summary import format_summary, summarize
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     fmt = MEMORY_FORMATS[args.memory_format]
-    model = build_from_config(args.config, args.cfg_options).to(device, memory_format=fmt)
+    model = build_model(args.config, cfg_options=args.cfg_options).to(device, memory_format=fmt)
     x = torch.rand(args.batch_size, 3, *args.input_size, device=device).to(memory_format=fmt)
     rows = summarize(model, x, depth=args.depth, runs=args.runs)
     title = (f'{args.config}: input {tuple(x.shape)}, {args.device}, {args.threads} '

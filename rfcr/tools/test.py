@@ -1,4 +1,5 @@
-"""``rfcr-test``: mmdet's ``tools/test.py`` with rfcr imported and safe checkpoint loading."""
+"""``rfcr-test``: mmdet's ``tools/test.py`` with rfcr imported, safe checkpoint loading and
+``--deploy`` (the model folded for inference)."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +14,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='dump predictions to this pickle file')
+    parser.add_argument(
+        '--deploy', action='store_true',
+        help='fold the model for inference after loading the checkpoint (BN into convs, '
+        "RFCR's fusion weights, YOLO-ReT's linear maps; rfcr.deploy.switch_to_deploy), as "
+        "mmdet's --fuse-conv-bn does")
     add_common_args(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    if args.deploy:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SwitchToDeployHook')]
 
     from rfcr.engine.checkpoint import mmengine_checkpoint_loading
     runner = build_runner(cfg)

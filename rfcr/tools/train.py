@@ -26,11 +26,9 @@ def load_config(args: argparse.Namespace) -> Config:
     """The config with CLI overrides, a work dir and the launcher, as mmdet's tools do."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    import rfcr  # noqa: F401  (registers rfcr's modules even without custom_imports)
-    cfg = Config.fromfile(args.config)
+    from rfcr.utils.config import load_config as load
+    cfg = load(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

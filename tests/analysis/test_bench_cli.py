@@ -6,7 +6,9 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
+from rfcr.analysis.benchmark import Target
 from rfcr.analysis.report import CSV_FIELDS
 from rfcr.tools import bench
 
@@ -45,10 +47,11 @@ def test_necks_suite(tmp_path, capsys):
     assert rfcr['ratio_vs_ref']['median'] == 1.0 and rfcr['ref'] == 'RFCR'
     assert result['meta']['finite_ratios'] is True
     assert result['meta']['input_size'] == [64, 64] and result['meta']['threads'] == 1
-    (target, ) = result['targets']
-    assert target['measure'] == 'speed-up' and _finite(target['value'])
-    assert target['met'] in (True, False)
-    assert set(result['timings_s']['necks']['RFCR']) == {'contiguous', 'channels_last'}
+    assert result['meta']['isa'].endswith(f'ATen kernels: {torch.backends.cpu.get_cpu_capability()}')
+    assert result['targets'] == []  # the necks group has none
+    timings = result['timings_s']['necks']['RFCR']
+    assert set(timings) == {'contiguous', 'channels_last', 'eager'}
+    assert timings['eager'] == timings[rfcr['memory_format']]
 
     files = {p.name for p in Path(tmp_path).iterdir()}
     assert files == {'bench.json', 'bench.csv', 'bench.md', 'bench.png'}
@@ -58,8 +61,8 @@ def test_necks_suite(tmp_path, capsys):
         assert tuple(reader.fieldnames) == CSV_FIELDS
         assert [r['name'] for r in reader] == names
     out = capsys.readouterr().out
-    assert '| model | params M' in out and 'RFCR >= 1.3x faster than the seed port' in out
-    assert 'MACs: multiply-accumulates' in out
+    assert '| model | params M' in out and 'MACs: multiply-accumulates' in out
+    assert result['meta']['isa'] in out  # the CPU and its ISA under every table
 
 
 def test_user_configs_against_a_baseline(tmp_path):
@@ -108,25 +111,34 @@ def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
                         str(tmp_path), '--no-plot', '--no-peak-memory'] + TINY)
     rows = {r['name']: r for r in result['rows']}
     assert list(rows) == ['yolov3_mobilenetv2_320 (folded)', 'ssdlite_mobilenetv2 (folded)',
-                          'YOLO-ReT-M0.75 (folded)', 'RFCR (folded)', 'seed-port RFCR']
+                          'YOLO-ReT-M0.75 (folded)', 'RFCR (folded)', 'seed-port RFCR (folded)']
     for row in rows.values():
         assert 'error' not in row, row.get('error')
         assert _finite(row['ratio_vs_ref']['median'])
     # YOLO-ReT's prediction convs are composed into its neck: the head runs nothing.
     yoloret = rows['YOLO-ReT-M0.75 (folded)']
     assert yoloret['macs']['head'] == 0 and yoloret['params']['head'] == 0
-    assert rows['RFCR (folded)']['ref'] == 'seed-port RFCR'
-    # ONNX Runtime beside eager, every row, in the same rounds (2 timings each).
-    for row in rows.values():
-        assert 'onnxruntime_error' not in row, row.get('onnxruntime_error')
-        assert row['onnxruntime']['latency_ms']['n'] == 2
-        assert _finite(row['onnxruntime']['speedup_vs_eager']['median'])
+    assert rows['RFCR (folded)']['ref'] == 'seed-port RFCR (folded)'
+    # ONNX Runtime beside eager, every row, in the same rounds (2 timings each), each row
+    # against its reference on ONNX Runtime.
+    for name, row in rows.items():
+        assert 'runtime_errors' not in row, row.get('runtime_errors')
+        ort = row['runtimes']['onnxruntime']
+        assert ort['latency_ms']['n'] == 2
+        assert _finite(ort['speedup_vs_eager']['median'])
+        assert _finite(ort['ratio_vs_ref']['median'])
+        assert row['best_runtime'] in ('eager', 'onnxruntime')
         assert set(row['latency_ms_by_format']) == {'contiguous', 'channels_last'}
         assert _finite(row['channels_last_speedup'])
-    names = [t['name'] for t in result['targets']]
-    assert names[2].startswith('folded: RFCR') and 'ONNX Runtime' in names[3]
-    assert _finite(result['targets'][3]['value'])
-    assert 'ORT speed-up vs eager' in capsys.readouterr().out
+        times = result['timings_s']['deploy']
+        ref = times[row['ref']]['onnxruntime']
+        expected = sorted(a / b for a, b in zip(times[name]['onnxruntime'], ref))
+        assert ort['ratio_vs_ref']['median'] == pytest.approx(sum(expected) / 2)
+    targets = result['targets']
+    assert [t['runtime'] for t in targets] == ['eager', 'eager', 'onnxruntime', 'onnxruntime']
+    assert all(_finite(t['value']) for t in targets)
+    out = capsys.readouterr().out
+    assert 'deploy on ONNX Runtime' in out and '| best runtime |' in out
     with open(tmp_path / 'bench.csv') as f:
         assert all(_finite(float(r['onnxruntime_speedup_vs_eager'])) for r in csv.DictReader(f))
 
@@ -139,17 +151,50 @@ def test_default_suite_is_complete():
         for cand in group.candidates:
             if cand.source.endswith('.py') and '::' not in cand.source:
                 assert (bench.REPO / cand.source).is_file(), cand.source
-    assert len(suite.targets) == 8
-    assert all(g.name in {t.group for t in suite.targets} for g in suite.groups)
+    candidates = {g.name: {c.name for c in g.candidates} for g in suite.groups}
+    for t in suite.targets:
+        assert {t.a, t.b} <= candidates[t.group] and t.runtime == 'eager'
+    names = [t.name for t in suite.targets]
+    for width in ('0.75', '1.4'):  # RFCR's cost and truncation's saving, at both widths
+        assert sum(f'MobileNetV2-x{width}' in n for n in names) == 2
+    assert sum(n.startswith('folded: YOLO-ReT-M0.75') for n in names) == 2
+    with_ort = bench.default_suite(runtimes=['onnxruntime']).targets
+    assert [t.runtime for t in with_ort] == ['eager'] * len(names) + ['onnxruntime'] * len(names)
+    assert [t.name for t in with_ort] == names * 2
+
+
+def _times(ratio_on_eager, ratio_on_ort):
+    """Fake per-round times of two rows, a/b = the given ratios on each runtime."""
+    b = [1.0, 2.0, 4.0]
+    return {'g': {'a': {'eager': [ratio_on_eager * x for x in b],
+                        'onnxruntime': [ratio_on_ort * x for x in b]},
+                  'b': {'eager': b, 'onnxruntime': b}}}
+
+
+@pytest.mark.parametrize('runtime, op, threshold, value, met', [
+    ('eager', '<=', 0.75, 0.7, True),
+    ('eager', '<', 0.7, 0.7, False),
+    ('onnxruntime', '<=', 0.75, 0.9, False),
+    ('onnxruntime', '>', 0.8, 0.9, True),
+])
+def test_targets_compare_both_rows_on_one_runtime(runtime, op, threshold, value, met):
+    target = Target('t', 'g', 'a', 'b', op, threshold, runtime=runtime)
+    result = target.check([], _times(0.7, 0.9))
+    assert result['value'] == pytest.approx(value) and result['met'] is met
+    assert result['runtime'] == runtime
+    speedup = Target('t', 'g', 'a', 'b', '>=', 1.3, speedup=True).check([], _times(0.7, 0.9))
+    assert speedup['value'] == pytest.approx(1 / 0.7) and speedup['met'] is True
+    missing = Target('t', 'g', 'a', 'c', '<', 1).check([], _times(0.7, 0.9))
+    assert missing['value'] is None and missing['met'] is None
 
 
 @pytest.mark.parametrize('path', sorted(
     (bench.REPO / 'benchmarks/configs').rglob('*.py')), ids=lambda p: p.name)
 def test_benchmark_configs_build_and_run(path):
     import torch
-    from rfcr.analysis.build import build_from_config
+    from rfcr.utils.config import build_model
     from rfcr.models.utils import check_channels
-    model = build_from_config(str(path))
+    model = build_model(str(path))
     check_channels(model, input_size=64)
     with torch.no_grad():
         (maps, ) = model(torch.rand(1, 3, 64, 96))

@@ -2,7 +2,7 @@
 their shapes, for RFCR alone and inside a detector built from a config."""
 import torch
 
-from rfcr.analysis.build import build_from_config
+from rfcr.utils.config import build_model
 from rfcr.analysis.summary import format_summary, summarize
 from rfcr.models import RFCR
 from rfcr.tools.summary import main as summary_main
@@ -39,7 +39,7 @@ def test_rfcr_steps_with_shapes_at_an_odd_size():
 
 
 def test_detector_summary_from_a_config():
-    model = build_from_config(YOLORET)
+    model = build_model(YOLORET)
     x = torch.rand(1, 3, 64, 64)
     rows = summarize(model, x, depth=2, runs=1)
     labels = [r.label for r in rows]

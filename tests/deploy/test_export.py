@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from rfcr.deploy import switch_to_deploy
-from rfcr.deploy.export import (OnnxWrapper, export_onnx, load_detector, neck_wrapper,
-                                odd_pyramid_size, onnx_op_counts, verify_onnx)
+from rfcr.deploy.export import (OnnxWrapper, export_onnx, neck_wrapper, odd_pyramid_size,
+                                onnx_op_counts, verify_onnx)
 from rfcr.models import RFCR
 from rfcr.tools.export import run as rfcr_export
+from rfcr.utils.config import build_model
 from tests.deploy.test_fold import CONFIG, pyramid, randomize
 
 CHANNELS = (16, 24, 72, 120)  # stride 4 shortcut, 8, 16, 32
@@ -75,7 +76,7 @@ def checkpoint(tmp_path_factory):
     """The M0.75 detector with random BN statistics and signed fusion weights."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('ckpt') / 'yoloret_m075.pth'
-    torch.save(randomize(load_detector(CONFIG)).state_dict(), path)
+    torch.save(randomize(build_model(CONFIG)).state_dict(), path)
     return str(path)
 
 

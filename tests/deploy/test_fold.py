@@ -10,10 +10,10 @@ from mmcv.cnn import ConvModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from rfcr.deploy import (ConvAct, DeployInvertedResidual, DeployRFCR, DeployYOLOReTNeck, fold_bn,
-                         switch_to_deploy)
-from rfcr.deploy.export import load_detector
+from rfcr.deploy import (ConvAct, DeployInvertedResidual, DeployRFCR, DeployYOLOReTNeck,
+                         deploy_refusals, fold_bn, fold_with_report, switch_to_deploy)
 from rfcr.models import RFCR, TruncatedMobileNetV2, YOLOReTHead, YOLOReTNeck
+from rfcr.utils.config import build_model
 from tests.conftest import randomize_bn_stats
 
 CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / 'yoloret' /
@@ -176,7 +176,7 @@ def test_yoloret_neck_and_head():
 @pytest.fixture(scope='module')
 def detector():
     torch.manual_seed(0)
-    return randomize(load_detector(CONFIG))
+    return randomize(build_model(CONFIG))
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -247,8 +247,7 @@ def test_switch_to_deploy_needs_a_module():
 def test_mmdet_detectors_fold(config):
     """rfcr-bench's BN-folded mmdet rows: mmdet's MobileNetV2 (whose train() returns None),
     ConvModules with LeakyReLU, depthwise-separable heads."""
-    from rfcr.analysis.build import build_from_config
-    detector = randomize(build_from_config(config))
+    detector = randomize(build_model(config))
     folded = switch_to_deploy(copy.deepcopy(detector))
     assert folded.backbone is not None
     assert not any(isinstance(m, _BatchNorm) for m in folded.modules())
@@ -258,3 +257,72 @@ def test_mmdet_detectors_fold(config):
     flat = [t for level in expected for t in level], [t for level in got for t in level]
     for e, g in zip(*flat):
         torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+
+
+# Folding is exact or it does not happen: conv subclasses and BNs in train mode stay.
+SUBCLASS_CONVS = {'ConvWS': dict(type='ConvWS'),
+                  'Conv2dAdaptivePadding': dict(type='Conv2dAdaptivePadding')}
+
+
+@pytest.mark.parametrize('conv_cfg', SUBCLASS_CONVS.values(), ids=SUBCLASS_CONVS)
+def test_conv_subclasses_stay_unfolded(conv_cfg):
+    module = randomize(ConvModule(4, 6, 3, stride=2, padding=1, conv_cfg=conv_cfg,
+                                  norm_cfg=dict(type='BN')))
+    deployed = switch_to_deploy(copy.deepcopy(module))
+    assert type(deployed) is ConvModule and isinstance(deployed.norm, nn.BatchNorm2d)
+    assert deploy_refusals(deployed) == [
+        f': {conv_cfg["type"].replace("ConvWS", "ConvWS2d")} is not a plain nn.Conv2d (its '
+        'forward is not conv2d of its weight)']
+    for size in ((9, 7), (10, 8)):
+        assert_same_outputs(module, deployed, torch.randn(2, 4, *size), atol=1e-5)
+
+
+@pytest.mark.parametrize('conv_cfg', SUBCLASS_CONVS.values(), ids=SUBCLASS_CONVS)
+def test_models_with_conv_subclasses_fold_everything_else(conv_cfg):
+    backbone = TruncatedMobileNetV2(widen_factor=0.5, conv_cfg=conv_cfg)
+    backbone.init_weights()
+    randomize(backbone)
+    neck = randomize(RFCR((16, 48, 80), collect_channels=8, fuse_channels=8,
+                          conv_cfg=conv_cfg))
+    model = nn.Sequential(backbone, neck).eval()
+    folded = switch_to_deploy(copy.deepcopy(model))
+    # RFCR's collect convs take no fusion weight: it stays an RFCR, its BNs stay too.
+    assert type(folded[1]) is RFCR
+    refusals = deploy_refusals(folded)
+    assert refusals and all('is not a plain nn.Conv2d' in r for r in refusals)
+    assert_same_outputs(model, folded, torch.randn(1, 3, 66, 98), atol=1e-4)
+
+
+def test_bns_in_train_mode_stay_unfolded():
+    module = randomize(ConvModule(4, 6, 3, padding=1, norm_cfg=dict(type='BN')))
+    module.train()
+    deployed = switch_to_deploy(copy.deepcopy(module))
+    assert type(deployed) is ConvModule
+    module.eval()  # switch_to_deploy returns the model in eval mode, unfolded BN included
+    assert not deployed.training and not deployed.norm.training
+    assert_same_outputs(module, deployed, torch.randn(2, 4, 9, 7), atol=1e-5)
+    # Half a model in train mode: the rest folds.
+    backbone = TruncatedMobileNetV2(widen_factor=0.5)
+    backbone.init_weights()
+    randomize(backbone)
+    backbone.layer6.train()
+    folded, refusals = fold_with_report(copy.deepcopy(backbone))
+    assert refusals and all(r.startswith('layer6.') and 'in train mode' in r
+                            for r in refusals)
+    assert isinstance(folded.layer5[0], DeployInvertedResidual)
+    backbone.eval()
+    folded.eval()
+    assert_same_outputs(backbone, folded, torch.randn(1, 3, 64, 64))
+
+
+def test_plain_sequentials_fold_conv_bn_act_runs():
+    """The seed port's layers: nn.Sequential(Conv2d, BatchNorm2d, ReLU6)."""
+    seq = randomize(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(6), nn.ReLU6(inplace=True),
+                                  nn.Conv2d(6, 8, 1), nn.BatchNorm2d(8),
+                                  nn.BatchNorm2d(8)))  # a BN after a BN does not fold
+    folded = switch_to_deploy(copy.deepcopy(seq))
+    assert [type(m).__name__ for m in folded] == ['ConvAct', 'Identity', 'Identity', 'ConvAct',
+                                                  'Identity', 'BatchNorm2d']
+    assert deploy_refusals(folded) == ['5: a BatchNorm2d not right after a conv']
+    assert_same_outputs(seq, folded, torch.randn(2, 4, 9, 7), atol=1e-5)

@@ -6,12 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from rfcr.models.layers import fused
-from rfcr.models.layers.fused import FusedConv, fused_activation
+from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
+from mmcv.cnn.bricks.conv_ws import ConvWS2d
+
+from rfcr.deploy import fused
+from rfcr.deploy.fused import FusedConv, fused_activation
 
 ACTS = [None, nn.ReLU(), nn.ReLU6(inplace=True), nn.SiLU(), nn.Sigmoid(), nn.LeakyReLU(0.1),
         nn.Hardswish(), nn.Hardtanh(-1.0, 2.0)]
-requires_onednn = pytest.mark.skipif(not fused.is_enabled(), reason='no oneDNN fused conv op')
+requires_onednn = pytest.mark.skipif(not fused.onednn_available(),
+                                     reason='no oneDNN fused conv op')
 
 
 def _conv(cin=6, cout=10, k=3, stride=1, groups=1):
@@ -74,7 +78,7 @@ def test_small_1x1_convs_on_channels_last_run_as_a_matrix_product(act, bias, oth
     assert not module._matmul(x)  # autograd on
 
 
-def test_reference_route_under_autograd_and_tracing_and_when_disabled():
+def test_reference_route_under_autograd_and_tracing():
     conv = _conv(k=1)
     module = FusedConv(conv, nn.ReLU6())
     x = torch.randn(1, 6, 7, 7)
@@ -84,14 +88,25 @@ def test_reference_route_under_autograd_and_tracing_and_when_disabled():
     with torch.no_grad():
         traced = torch.jit.trace(module, x, check_trace=False)
     assert 'mkldnn' not in str(traced.graph) and not module._packed.entries
-    fused.set_enabled(False)
-    try:
-        assert not fused.is_enabled()
+
+
+@pytest.mark.parametrize('conv_cls', [ConvWS2d, Conv2dAdaptivePadding])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_conv_subclasses_run_their_own_forward(conv_cls, channels_last, monkeypatch):
+    """mmcv's weight-standardized and TF-"SAME" convs are not conv2d of their weight: no
+    fast route may replace their forward, whatever the thresholds."""
+    monkeypatch.setattr(fused, 'MIN_FUSED_1X1_OUTPUT', 0)
+    for k, stride in ((1, 1), (3, 2)):
+        conv = conv_cls(6, 10, k, stride, bias=True).requires_grad_(False)
+        module = FusedConv(conv, nn.ReLU6())
+        x = torch.randn(1, 6, 12, 10)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            torch.testing.assert_close(module(x), _reference(conv, nn.ReLU6(), x))
-        assert not module._packed.entries
-    finally:
-        fused.set_enabled(True)
+            got, expected = module(x), conv(x).clamp(0, 6)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+        assert not module._packed.entries and module._attr is None
 
 
 @requires_onednn

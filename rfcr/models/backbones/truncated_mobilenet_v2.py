@@ -1,7 +1,6 @@
 """MobileNetV2 with YOLO-ReT's backbone truncation."""
 from __future__ import annotations
 
-import copy
 import math
 from typing import Sequence
 
@@ -17,7 +16,6 @@ from mmdet.models.utils import make_divisible
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
-from ..layers.folded import FoldedInference
 from ...utils.checkpoint import is_pretrained_init, load_state_dict
 from .mobilenet_v2_keys import convert_mobilenet_v2_keys
 
@@ -41,7 +39,7 @@ _STAGE_STRIDES = (2, 2, 4, 8, 16, 16, 32)
 
 
 @MODELS.register_module()
-class TruncatedMobileNetV2(FoldedInference, BaseModule):
+class TruncatedMobileNetV2(BaseModule):
     """MobileNetV2 without its last two blocks (YOLO-ReT, Ganesh et al., WACV 2022).
 
     The 320-channel inverted residual and the 1280-channel 1x1 conv carry little
@@ -149,9 +147,6 @@ class TruncatedMobileNetV2(FoldedInference, BaseModule):
         self._freeze_stages()
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        folded = self.folded_inference()  # eval without autograd: BN folded into the convs
-        if folded is not None:
-            return folded(x)
         x = self.conv1(x)
         outs = []
         for i in range(1, self.out_indices[-1] + 1):
@@ -159,10 +154,6 @@ class TruncatedMobileNetV2(FoldedInference, BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
-
-    def build_folded(self) -> 'TruncatedMobileNetV2':
-        from ...deploy.fold import switch_to_deploy  # rfcr.deploy imports rfcr.models
-        return switch_to_deploy(copy.deepcopy(self))  # marked: it runs its own layers
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

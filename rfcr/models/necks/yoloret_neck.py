@@ -12,7 +12,6 @@ from mmdet.models.layers import InvertedResidual
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
-from ..layers.folded import FoldedInference
 from ..layers.resize import max_pool_to, upsample_to
 
 
@@ -39,7 +38,7 @@ class MBConvNode(nn.Sequential):
 
 
 @MODELS.register_module()
-class YOLOReTNeck(FoldedInference, BaseModule):
+class YOLOReTNeck(BaseModule):
     """The official YOLO-ReT aggregation path (``yolov3_body`` in prakharg24/yoloret).
 
     Inputs are RFCR's outputs, strides 8, 16, 32. Every node is a :class:`MBConvNode`
@@ -142,9 +141,6 @@ class YOLOReTNeck(FoldedInference, BaseModule):
             if x.shape[1] != c:
                 raise ValueError(f'YOLOReTNeck input {i} has {x.shape[1]} channels, but '
                                  f'in_channels[{i}]={c}')
-        folded = self.folded_inference()  # eval without autograd: BN folded, maps composed
-        if folded is not None:
-            return folded(inputs)
         # Top-down (FPN).
         c = [None, None, self.top_down_nodes[2](inputs[2])]
         for i in (1, 0):
@@ -156,7 +152,3 @@ class YOLOReTNeck(FoldedInference, BaseModule):
             down = max_pool_to(self.bottom_up_reduce[i - 1](outs[-1]), c[i].shape[-2:])
             outs.append(self.bottom_up_nodes[i](torch.cat([down, c[i]], 1)))
         return tuple(outs[::-1])
-
-    def build_folded(self) -> nn.Module:
-        from ...deploy.compose import DeployYOLOReTNeck  # rfcr.deploy imports rfcr.models
-        return DeployYOLOReTNeck(self)

@@ -1,5 +1,5 @@
 """Eager convolutions with bias, activation and an optional sum fused into one oneDNN call,
-and BN folding: the inference layers of :mod:`rfcr.deploy` and of RFCR's eval fast path.
+and BN folding: the inference layers of :mod:`rfcr.deploy`.
 
 PyTorch eager runs ``conv -> + bias -> activation`` as separate passes over the output,
 and at one thread it sends 1x1 convs to its THNN kernel, whose bias fill alone is a
@@ -24,12 +24,12 @@ threads, channels_last, medians of 300 calls, + ReLU6: 24->48 at 40x40 0.07 ms v
 fused, 0.19 ms ``F.conv2d``; 64->384 at 20x20 0.18 vs 0.28 ms; 512->255 at 10x10 0.30 vs
 0.36 ms); above it oneDNN's blocked kernels win (128->255 at 40x40 1.10 vs 0.96 ms).
 
-The fused and matrix routes run only where they give the reference values (up to float rounding):
-float32 CPU tensors, no autograd, no tracer (:func:`~rfcr.models.layers.resize.
-eager_inference`), a PyTorch built with oneDNN whose op passes a one-time self-check.
-Everything else (tracing and ONNX export, autograd, CUDA, other dtypes) takes
-``F.conv2d`` + the activation. :func:`set_enabled` switches the fused route off (for A/B
-timing or debugging).
+The fused and matrix routes run only where they give the reference values (up to float
+rounding): a plain ``nn.Conv2d`` (not a subclass, whose forward may differ), float32 CPU
+tensors, no autograd, no tracer (:func:`~rfcr.deploy.resize.eager_inference`), a PyTorch
+built with oneDNN whose op passes a one-time self-check. Everything else (conv subclasses,
+tracing and ONNX export, autograd, CUDA, other dtypes) calls the conv module itself, then
+the activation.
 
 The output of a fused conv is channels_last whatever the input's format: oneDNN's
 blocked weights pick that layout.
@@ -46,33 +46,44 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
+from ..utils.cpu import cpu_flags
 from .resize import eager_inference
 
-__all__ = ['MIN_FUSED_1X1_OUTPUT', 'ConvAct', 'FusedConv', 'fold_bn', 'fold_conv_module',
-           'fused_activation', 'is_enabled', 'set_enabled']
+__all__ = ['MAX_MATMUL_1X1_OUTPUT', 'MIN_FUSED_1X1_OUTPUT', 'ROUTE_THRESHOLDS', 'ConvAct',
+           'FusedConv', 'conv_bn_refusal', 'fold_bn', 'fold_conv_module', 'fused_activation',
+           'onednn_available', 'route_thresholds']
 
-_state = {'enabled': True, 'checked': None}
+_checked: dict[str, bool] = {}
 
-# At one thread, the smallest output (elements) for which a 1x1 conv takes the fused route:
-# below it, oneDNN's per-call overhead outweighs the bias and activation passes it saves.
-MIN_FUSED_1X1_OUTPUT = 100_000
-# The largest output (elements) for which a 1x1 conv on a channels_last input runs as a
-# matrix product (torch.addmm) rather than a oneDNN call.
-MAX_MATMUL_1X1_OUTPUT = 200_000
+# Route thresholds per CPU family, in output elements of a 1x1 conv (measured with
+# benchmarks/fused_routes.py; the CPU's own vector width decides, as oneDNN's and MKL's
+# kernels dispatch on it):
+# - min_fused_1x1_output: at one thread, the smallest output for which a 1x1 conv takes
+#   the oneDNN route; below it oneDNN's per-call overhead outweighs the bias and
+#   activation passes it saves, and F.conv2d (THNN) runs;
+# - max_matmul_1x1_output: the largest output for which a 1x1 conv on a channels_last
+#   input runs as one matrix product (torch.addmm) rather than a oneDNN call.
+ROUTE_THRESHOLDS = {
+    'avx512': dict(min_fused_1x1_output=100_000, max_matmul_1x1_output=200_000),
+    'avx2': dict(min_fused_1x1_output=100_000, max_matmul_1x1_output=200_000),
+}
 
 
-def set_enabled(enabled: bool) -> None:
-    """Switch the oneDNN route of every :class:`FusedConv` on or off (on by default)."""
-    _state['enabled'] = bool(enabled)
+def route_thresholds() -> dict:
+    """:data:`ROUTE_THRESHOLDS` of this CPU: ``avx512`` where it has AVX-512, else
+    ``avx2`` (measured on AVX2-only CPUs; the best guess for others)."""
+    return ROUTE_THRESHOLDS['avx512' if 'avx512f' in cpu_flags() else 'avx2']
 
 
-def is_enabled() -> bool:
-    """Whether :class:`FusedConv` may take the oneDNN route (if the op exists and works)."""
-    if not _state['enabled']:
-        return False
-    if _state['checked'] is None:
-        _state['checked'] = _self_check()
-    return _state['checked']
+MIN_FUSED_1X1_OUTPUT = route_thresholds()['min_fused_1x1_output']
+MAX_MATMUL_1X1_OUTPUT = route_thresholds()['max_matmul_1x1_output']
+
+
+def onednn_available() -> bool:
+    """Whether oneDNN's fused conv op exists here and passes a one-time self-check."""
+    if 'ok' not in _checked:
+        _checked['ok'] = _self_check()
+    return _checked['ok']
 
 
 def _self_check() -> bool:
@@ -123,13 +134,13 @@ class FusedConv(nn.Module):
     docstring), else ``F.conv2d``, the sum and ``act``.
 
     Args:
-        conv: The conv, usually with BN folded in; shared, not copied. Only an
-            ``nn.Conv2d`` with zero padding can take the fused route.
+        conv: The conv, usually with BN folded in; shared, not copied. Only a plain
+            ``nn.Conv2d`` with zero padding can take the fast routes.
         act: The activation after it, or ``None``.
 
     Example:
         >>> import torch
-        >>> from rfcr.models.layers import FusedConv
+        >>> from rfcr.deploy import FusedConv
         >>> conv = torch.nn.Conv2d(8, 16, 1)
         >>> fused = FusedConv(conv, torch.nn.ReLU6())
         >>> x = torch.randn(1, 8, 10, 10)
@@ -142,7 +153,9 @@ class FusedConv(nn.Module):
         super().__init__()
         self.conv = conv
         self.act = act
-        fusable = (isinstance(conv, nn.Conv2d) and conv.padding_mode == 'zeros'
+        # A subclass (mmcv's ConvWS, Conv2dAdaptivePadding, ...) computes something else
+        # than conv2d of its weight: it always runs its own forward.
+        fusable = (type(conv) is nn.Conv2d and conv.padding_mode == 'zeros'
                    and not isinstance(conv.padding, str))
         self._attr = fused_activation(act) if fusable else None
         self._args = ((list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
@@ -155,7 +168,7 @@ class FusedConv(nn.Module):
         fusable conv and activation, float32 CPU tensors, no autograd or tracer."""
         return (self._attr is not None and x.dim() == 4 and x.dtype == torch.float32
                 and x.device.type == 'cpu' and self.conv.weight.dtype == torch.float32
-                and eager_inference() and is_enabled())
+                and eager_inference() and onednn_available())
 
     def _onednn_fits(self, x: Tensor) -> bool:
         """Given :meth:`_eligible`: whether the oneDNN route runs on ``x``."""
@@ -312,25 +325,51 @@ class ConvAct(FusedConv):
         return super().forward(x, other)
 
 
-def fold_conv_module(module: ConvModule) -> nn.Module:
-    """``ConvModule`` -> :class:`ConvAct`, or ``module`` unchanged when it cannot be folded
-    (a norm other than BN, BN without running statistics, an order other than
-    conv -> norm -> act, or spectral norm, which recomputes the weight at every call)."""
+# Norm layers whose eval-mode forward is the affine map of their running statistics.
+FOLDABLE_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def conv_bn_refusal(conv: nn.Module, bn: nn.Module) -> Optional[str]:
+    """Why ``bn(conv(x))`` cannot be folded into one conv exactly, or ``None`` if it can:
+    ``conv`` must be a plain ``nn.Conv2d`` and ``bn`` a BatchNorm in eval mode with running
+    statistics of ``conv``'s output channels."""
+    if type(conv) is not nn.Conv2d:
+        return (f'{type(conv).__name__} is not a plain nn.Conv2d (its forward is not conv2d '
+                'of its weight)')
+    if type(bn) not in FOLDABLE_NORMS:
+        return f'{type(bn).__name__} is not a BatchNorm'
+    if bn.training:
+        return 'its BN is in train mode (it normalizes with batch statistics); call eval() first'
+    if bn.running_mean is None or bn.running_var is None:
+        return 'its BN keeps no running statistics (track_running_stats=False)'
+    if bn.num_features != conv.out_channels:
+        return f'BN num_features={bn.num_features} != conv out_channels={conv.out_channels}'
+    return None
+
+
+def conv_module_refusal(module: ConvModule) -> Optional[str]:
+    """Why :func:`fold_conv_module` leaves ``module`` as it is, or ``None``."""
     present = {'conv': True, 'norm': module.with_norm, 'act': module.with_activation}
     order = [name for name in module.order if present[name]]
-    if (order != [name for name in ('conv', 'norm', 'act') if present[name]]
-            or not isinstance(module.conv, _ConvNd)
-            or getattr(module, 'with_spectral_norm', False)):
-        return module
-    conv = module.conv
+    if order != [name for name in ('conv', 'norm', 'act') if present[name]]:
+        return f'order={module.order!r} is not conv -> norm -> act'
+    if getattr(module, 'with_spectral_norm', False):
+        return 'spectral norm recomputes the weight at every call'
     if module.with_norm:
-        norm = module.norm
-        if (not isinstance(norm, _BatchNorm) or norm.running_mean is None
-                or getattr(conv, 'transposed', False)):
-            return module
-        conv = fold_bn(conv, norm)
+        return conv_bn_refusal(module.conv, module.norm)
+    return None
+
+
+def fold_conv_module(module: ConvModule) -> nn.Module:
+    """mmcv ``ConvModule`` (conv -> BN -> act) -> :class:`ConvAct` with the BN folded into
+    the conv; ``module`` unchanged where :func:`conv_module_refusal` gives a reason. A
+    ConvModule without norm keeps its conv (any class) and fuses the activation only."""
+    if type(module) is not ConvModule or conv_module_refusal(module) is not None:
+        return module
+    if module.with_norm:
+        conv = fold_bn(module.conv, module.norm)
     else:
-        conv = copy.deepcopy(conv).requires_grad_(False)
+        conv = copy.deepcopy(module.conv).requires_grad_(False)
     act = copy.deepcopy(module.activate) if module.with_activation else None
     padding = copy.deepcopy(module.padding_layer) if module.with_explicit_padding else None
     return ConvAct(conv, act, padding)

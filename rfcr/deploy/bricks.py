@@ -1,0 +1,134 @@
+"""Deploy forms of the generic bricks: mmcv ``ConvModule`` (in :mod:`rfcr.deploy.fused`),
+mmdet ``InvertedResidual`` and ``SELayer``, and conv -> BN (-> activation) runs in a plain
+``nn.Sequential``.
+
+Each folder takes a module of exactly its type and returns the module computing the same
+function in eval mode, or the module itself where that cannot be done exactly (its parts
+that can be are still folded).
+"""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import torch
+from mmcv.cnn import ConvModule
+from torch import Tensor, nn
+
+from mmdet.models.layers import InvertedResidual, SELayer
+
+from .fused import ConvAct, conv_bn_refusal, fold_bn, fold_conv_module, fused_activation
+from .resize import eager_inference
+
+__all__ = ['DeployInvertedResidual', 'DeploySE', 'fold_se', 'fold_sequential']
+
+
+class DeploySE(nn.Module):
+    """mmdet's ``SELayer`` at inference: ``x * act2(fc2(act1(fc1(mean(x)))))`` with the
+    two 1x1 convs of the squeezed vector as matrix products (a 1x1 map is all per-call
+    overhead for a conv kernel).
+
+    Args:
+        se: The layer to fold (read, not modified).
+        inplace: Scale ``x`` in place where no autograd or tracer sees it. Set by an owner
+            whose ``x`` is a temporary of its own (the depthwise conv's output).
+    """
+
+    def __init__(self, se: SELayer, inplace: bool = False) -> None:
+        super().__init__()
+        self.fc1, self.act1 = _linear_of(se.conv1)
+        self.fc2, self.act2 = _linear_of(se.conv2)
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.act1(self.fc1(x.mean((2, 3))))  # (N, C // ratio)
+        s = self.act2(self.fc2(s))[:, :, None, None]  # (N, C, 1, 1)
+        return x.mul_(s) if self.inplace and eager_inference() else x * s
+
+
+def _linear_of(module: ConvModule) -> tuple[nn.Linear, nn.Module]:
+    conv = module.conv
+    linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.flatten(1))
+        if conv.bias is not None:
+            linear.bias.copy_(conv.bias)
+    act = copy.deepcopy(module.activate) if module.with_activation else nn.Identity()
+    return linear.requires_grad_(False), act
+
+
+def _is_plain_1x1_module(module: nn.Module) -> bool:
+    return (type(module) is ConvModule and not module.with_norm
+            and type(module.conv) is nn.Conv2d and module.conv.kernel_size == (1, 1)
+            and module.conv.groups == 1 and module.order[0] == 'conv')
+
+
+def fold_se(se: SELayer) -> nn.Module:
+    """``SELayer`` -> :class:`DeploySE` when both its convs are plain 1x1 convs without
+    norm, else ``se`` with its ConvModules folded."""
+    if (type(se) is SELayer and isinstance(se.global_avgpool, nn.AdaptiveAvgPool2d)
+            and _is_plain_1x1_module(se.conv1) and _is_plain_1x1_module(se.conv2)):
+        return DeploySE(se)
+    for name in ('conv1', 'conv2'):
+        setattr(se, name, fold_conv_module(getattr(se, name)))
+    return se
+
+
+class DeployInvertedResidual(nn.Module):
+    """mmdet's ``InvertedResidual`` at inference: its layers before the linear conv in one
+    ``nn.Sequential`` (expand conv, depthwise conv, squeeze-excite, the ones it has), then
+    the linear conv with the residual summed in its epilogue; no gradient checkpointing,
+    no drop-path (identity in eval mode). Layers that do not fold run as they are.
+
+    Args:
+        block: The block; its layers are read, not modified.
+    """
+
+    def __init__(self, block: InvertedResidual) -> None:
+        super().__init__()
+        if type(block) is not InvertedResidual:
+            raise TypeError(f'expected an mmdet InvertedResidual, got {type(block).__name__}')
+        layers = OrderedDict()
+        if block.with_expand_conv:
+            layers['expand_conv'] = fold_conv_module(block.expand_conv)
+        layers['depthwise_conv'] = fold_conv_module(block.depthwise_conv)
+        if block.with_se:
+            se = fold_se(block.se)
+            if isinstance(se, DeploySE):
+                se.inplace = True  # it scales the depthwise conv's fresh output
+            layers['se'] = se
+        self.layers = nn.Sequential(layers)
+        self.linear_conv = fold_conv_module(block.linear_conv)
+        self.with_res_shortcut = block.with_res_shortcut
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.layers(x)
+        if not self.with_res_shortcut:
+            return self.linear_conv(out)
+        if isinstance(self.linear_conv, ConvAct):
+            return self.linear_conv(out, x)
+        return x + self.linear_conv(out)
+
+
+def fold_sequential(seq: nn.Sequential) -> nn.Sequential:
+    """Fold every plain ``nn.Conv2d`` followed by a BN in eval mode (and optionally an
+    activation with a fused form) inside ``seq``, in place: the conv becomes a
+    :class:`ConvAct`, the BN and activation identities. Only an exact ``nn.Sequential``,
+    whose forward is known to chain its children."""
+    if type(seq) is not nn.Sequential:
+        return seq
+    children = list(seq._modules.items())
+    for i, (name, conv) in enumerate(children[:-1]):
+        bn_name, bn = children[i + 1]
+        if conv_bn_refusal(conv, bn) is not None:
+            continue
+        act = None
+        if i + 2 < len(children) and fused_activation(children[i + 2][1]) is not None:
+            act_name, act = children[i + 2]
+            if isinstance(act, nn.Identity):
+                act = None
+            else:
+                setattr(seq, act_name, nn.Identity())
+        setattr(seq, name, ConvAct(fold_bn(conv, bn), copy.deepcopy(act)))
+        setattr(seq, bn_name, nn.Identity())
+    return seq
