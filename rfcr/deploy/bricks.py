@@ -13,11 +13,13 @@ from collections import OrderedDict
 
 import torch
 from mmcv.cnn import ConvModule
+from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
 from torch import Tensor, nn
 
 from mmdet.models.layers import InvertedResidual, SELayer
 
-from .fused import ConvAct, conv_bn_refusal, fold_bn, fold_conv_module, fused_activation
+from .fused import (ConvAct, conv_bn_refusal, fold_bn, fold_conv_module, fused_activation,
+                    plain_conv)
 from .resize import eager_inference
 
 __all__ = ['DeployInvertedResidual', 'DeploySE', 'fold_se', 'fold_sequential']
@@ -59,7 +61,8 @@ def _linear_of(module: ConvModule) -> tuple[nn.Linear, nn.Module]:
 
 def _is_plain_1x1_module(module: nn.Module) -> bool:
     return (type(module) is ConvModule and not module.with_norm
-            and type(module.conv) is nn.Conv2d and module.conv.kernel_size == (1, 1)
+            and type(module.conv) in (nn.Conv2d, Conv2dAdaptivePadding)
+            and module.conv.kernel_size == (1, 1) and module.conv.stride == (1, 1)
             and module.conv.groups == 1 and module.order[0] == 'conv')
 
 
@@ -111,8 +114,8 @@ class DeployInvertedResidual(nn.Module):
 
 
 def fold_sequential(seq: nn.Sequential) -> nn.Sequential:
-    """Fold every plain ``nn.Conv2d`` followed by a BN in eval mode (and optionally an
-    activation with a fused form) inside ``seq``, in place: the conv becomes a
+    """Fold every plain conv (:func:`~rfcr.deploy.fused.plain_conv`) followed by a BN in
+    eval mode (and optionally an activation with a fused form) inside ``seq``, in place: the conv becomes a
     :class:`ConvAct`, the BN and activation identities. Only an exact ``nn.Sequential``,
     whose forward is known to chain its children."""
     if type(seq) is not nn.Sequential:
@@ -129,6 +132,7 @@ def fold_sequential(seq: nn.Sequential) -> nn.Sequential:
                 act = None
             else:
                 setattr(seq, act_name, nn.Identity())
-        setattr(seq, name, ConvAct(fold_bn(conv, bn), copy.deepcopy(act)))
+        plain, padding = plain_conv(conv)
+        setattr(seq, name, ConvAct(fold_bn(plain, bn), copy.deepcopy(act), padding))
         setattr(seq, bn_name, nn.Identity())
     return seq

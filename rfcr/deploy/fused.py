@@ -37,11 +37,13 @@ blocked weights pick that layout.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
+from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
@@ -50,8 +52,8 @@ from ..utils.cpu import cpu_flags
 from .resize import eager_inference
 
 __all__ = ['MAX_MATMUL_1X1_OUTPUT', 'MIN_FUSED_1X1_OUTPUT', 'ROUTE_THRESHOLDS', 'ConvAct',
-           'FusedConv', 'conv_bn_refusal', 'fold_bn', 'fold_conv_module', 'fused_activation',
-           'onednn_available', 'route_thresholds']
+           'FusedConv', 'TFSamePad', 'conv_bn_refusal', 'fold_bn', 'fold_conv_module',
+           'fused_activation', 'onednn_available', 'plain_conv', 'route_thresholds']
 
 _checked: dict[str, bool] = {}
 
@@ -325,15 +327,59 @@ class ConvAct(FusedConv):
         return super().forward(x, other)
 
 
+class TFSamePad(nn.Module):
+    """TensorFlow's "SAME" zero padding before a conv, computed per input size: what mmcv's
+    ``Conv2dAdaptivePadding`` pads inside its forward (``pad // 2`` before, the rest after,
+    so on even sizes a stride-2 conv pads 0 at top/left and 1 at bottom/right)."""
+
+    def __init__(self, kernel_size: tuple, stride: tuple, dilation: tuple) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+
+    def forward(self, x: Tensor) -> Tensor:
+        pads = []
+        for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation):
+            pad = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((pad // 2, pad - pad // 2))
+        (top, bottom), (left, right) = pads
+        if top or bottom or left or right:
+            x = F.pad(x, [left, right, top, bottom])
+        return x
+
+    def extra_repr(self) -> str:
+        return f'kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}'
+
+
+def plain_conv(conv: nn.Module) -> Optional[tuple[nn.Conv2d, Optional[nn.Module]]]:
+    """``conv`` as a plain ``nn.Conv2d`` (a copy, same weight and bias) and the padding
+    module to run before it, or ``None`` if it is neither a plain conv nor one whose forward
+    is exactly padding + conv2d of its weight. mmcv's ``Conv2dAdaptivePadding`` is: at
+    stride 1 its padding is symmetric (odd kernels) and becomes the conv's own; at other
+    strides a :class:`TFSamePad` runs first."""
+    if type(conv) is nn.Conv2d:
+        return copy.deepcopy(conv), None
+    if type(conv) is not Conv2dAdaptivePadding:
+        return None
+    totals = [(k - 1) * d for k, d in zip(conv.kernel_size, conv.dilation)]
+    symmetric = conv.stride == (1, 1) and all(t % 2 == 0 for t in totals)
+    plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      tuple(t // 2 for t in totals) if symmetric else 0, conv.dilation,
+                      conv.groups, conv.bias is not None)
+    plain.load_state_dict(conv.state_dict())
+    padding = None if symmetric else TFSamePad(conv.kernel_size, conv.stride, conv.dilation)
+    return plain, padding
+
+
 # Norm layers whose eval-mode forward is the affine map of their running statistics.
 FOLDABLE_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
 def conv_bn_refusal(conv: nn.Module, bn: nn.Module) -> Optional[str]:
     """Why ``bn(conv(x))`` cannot be folded into one conv exactly, or ``None`` if it can:
-    ``conv`` must be a plain ``nn.Conv2d`` and ``bn`` a BatchNorm in eval mode with running
+    ``conv`` must be a plain ``nn.Conv2d`` (or mmcv's ``Conv2dAdaptivePadding``, a padding
+    and a plain conv: :func:`plain_conv`) and ``bn`` a BatchNorm in eval mode with running
     statistics of ``conv``'s output channels."""
-    if type(conv) is not nn.Conv2d:
+    if type(conv) not in (nn.Conv2d, Conv2dAdaptivePadding):
         return (f'{type(conv).__name__} is not a plain nn.Conv2d (its forward is not conv2d '
                 'of its weight)')
     if type(bn) not in FOLDABLE_NORMS:
@@ -355,6 +401,8 @@ def conv_module_refusal(module: ConvModule) -> Optional[str]:
         return f'order={module.order!r} is not conv -> norm -> act'
     if getattr(module, 'with_spectral_norm', False):
         return 'spectral norm recomputes the weight at every call'
+    if module.with_explicit_padding and type(module.conv) is not nn.Conv2d:
+        return f'a padding layer before a {type(module.conv).__name__}'
     if module.with_norm:
         return conv_bn_refusal(module.conv, module.norm)
     return None
@@ -363,13 +411,15 @@ def conv_module_refusal(module: ConvModule) -> Optional[str]:
 def fold_conv_module(module: ConvModule) -> nn.Module:
     """mmcv ``ConvModule`` (conv -> BN -> act) -> :class:`ConvAct` with the BN folded into
     the conv; ``module`` unchanged where :func:`conv_module_refusal` gives a reason. A
-    ConvModule without norm keeps its conv (any class) and fuses the activation only."""
+    ConvModule without norm keeps a conv :func:`plain_conv` does not know (any class, as
+    it is) and fuses the activation only."""
     if type(module) is not ConvModule or conv_module_refusal(module) is not None:
         return module
+    conv, padding = plain_conv(module.conv) or (copy.deepcopy(module.conv), None)
     if module.with_norm:
-        conv = fold_bn(module.conv, module.norm)
-    else:
-        conv = copy.deepcopy(module.conv).requires_grad_(False)
+        conv = fold_bn(conv, module.norm)
+    conv.requires_grad_(False)
     act = copy.deepcopy(module.activate) if module.with_activation else None
-    padding = copy.deepcopy(module.padding_layer) if module.with_explicit_padding else None
+    if module.with_explicit_padding:
+        padding = copy.deepcopy(module.padding_layer)
     return ConvAct(conv, act, padding)

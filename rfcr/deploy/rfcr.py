@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.necks import RFCR
-from .fused import FusedConv, fold_conv_module
+from .fused import FusedConv, fold_conv_module, plain_conv
 from .resize import max_pool_to, upsample_to
 
 
@@ -55,8 +55,9 @@ class DeployRFCR(nn.Module):
         self.shortcut_channels = rfcr.shortcut_channels
         self.input_channels = rfcr.input_channels
         self.num_inputs = len(rfcr.collect_convs)
-        for i, conv in enumerate(rfcr.collect_convs):
-            if type(conv) is not nn.Conv2d:  # e.g. ConvWS: a scaled weight is not w * conv
+        plain = [plain_conv(conv) for conv in rfcr.collect_convs]
+        for i, (conv, p) in enumerate(zip(rfcr.collect_convs, plain)):
+            if p is None or p[1] is not None:  # e.g. ConvWS: w * weight is not w * conv
                 raise TypeError(f'collect_convs[{i}] is a {type(conv).__name__}, not a plain '
                                 'nn.Conv2d: its fusion weight cannot be folded into it')
         with torch.no_grad():
@@ -70,8 +71,8 @@ class DeployRFCR(nn.Module):
         scales = weights.clone()
         scales[stride8] = scales[stride8].abs()
         convs = []
-        for conv, scale in zip(rfcr.collect_convs, scales):
-            folded = copy.deepcopy(conv).requires_grad_(False)
+        for (conv, _), scale in zip(plain, scales):
+            folded = conv.requires_grad_(False)
             with torch.no_grad():
                 folded.weight.copy_((conv.weight.double() * scale).to(conv.weight.dtype))
                 if folded.bias is not None:

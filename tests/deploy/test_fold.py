@@ -259,38 +259,61 @@ def test_mmdet_detectors_fold(config):
         torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
 
 
-# Folding is exact or it does not happen: conv subclasses and BNs in train mode stay.
-SUBCLASS_CONVS = {'ConvWS': dict(type='ConvWS'),
-                  'Conv2dAdaptivePadding': dict(type='Conv2dAdaptivePadding')}
+# Folding is exact or it does not happen: conv subclasses whose forward is not conv2d of
+# their weight (ConvWS) and BNs in train mode stay; TF-"SAME" convs fold as pad + conv.
 
 
-@pytest.mark.parametrize('conv_cfg', SUBCLASS_CONVS.values(), ids=SUBCLASS_CONVS)
-def test_conv_subclasses_stay_unfolded(conv_cfg):
-    module = randomize(ConvModule(4, 6, 3, stride=2, padding=1, conv_cfg=conv_cfg,
+def test_weight_standardized_convs_stay_unfolded():
+    module = randomize(ConvModule(4, 6, 3, stride=2, padding=1, conv_cfg=dict(type='ConvWS'),
                                   norm_cfg=dict(type='BN')))
     deployed = switch_to_deploy(copy.deepcopy(module))
     assert type(deployed) is ConvModule and isinstance(deployed.norm, nn.BatchNorm2d)
     assert deploy_refusals(deployed) == [
-        f': {conv_cfg["type"].replace("ConvWS", "ConvWS2d")} is not a plain nn.Conv2d (its '
-        'forward is not conv2d of its weight)']
+        ': ConvWS2d is not a plain nn.Conv2d (its forward is not conv2d of its weight)']
     for size in ((9, 7), (10, 8)):
         assert_same_outputs(module, deployed, torch.randn(2, 4, *size), atol=1e-5)
 
 
-@pytest.mark.parametrize('conv_cfg', SUBCLASS_CONVS.values(), ids=SUBCLASS_CONVS)
-def test_models_with_conv_subclasses_fold_everything_else(conv_cfg):
+@pytest.mark.parametrize('kernel, stride, dilation', [(1, 1, 1), (3, 1, 1), (3, 2, 1),
+                                                      (5, 2, 1), (3, 1, 2), (2, 1, 1)])
+def test_tf_same_padding_convs_fold_exactly(kernel, stride, dilation):
+    """mmcv's Conv2dAdaptivePadding (mmdet's EfficientNet, Keras weights): its padding
+    depends on the input size; the folded conv pads the same way at every size."""
+    module = randomize(ConvModule(4, 6, kernel, stride=stride, dilation=dilation,
+                                  conv_cfg=dict(type='Conv2dAdaptivePadding'),
+                                  norm_cfg=dict(type='BN'), act_cfg=dict(type='SiLU')))
+    deployed = switch_to_deploy(copy.deepcopy(module))
+    assert isinstance(deployed, ConvAct) and type(deployed.conv) is nn.Conv2d
+    assert (deployed.padding is None) == (stride == 1 and kernel % 2 == 1)
+    for size in ((9, 7), (10, 8), (11, 12), (1, 2)):
+        assert_same_outputs(module, deployed, torch.randn(2, 4, *size), atol=1e-5)
+
+
+def test_models_with_conv_subclasses_fold_everything_else():
+    conv_cfg = dict(type='ConvWS')
     backbone = TruncatedMobileNetV2(widen_factor=0.5, conv_cfg=conv_cfg)
     backbone.init_weights()
     randomize(backbone)
     neck = randomize(RFCR((16, 48, 80), collect_channels=8, fuse_channels=8,
                           conv_cfg=conv_cfg))
     model = nn.Sequential(backbone, neck).eval()
-    folded = switch_to_deploy(copy.deepcopy(model))
+    folded, refusals = fold_with_report(copy.deepcopy(model))
     # RFCR's collect convs take no fusion weight: it stays an RFCR, its BNs stay too.
     assert type(folded[1]) is RFCR
-    refusals = deploy_refusals(folded)
-    assert refusals and all('is not a plain nn.Conv2d' in r for r in refusals)
+    assert refusals[0].startswith('1: collect_convs[0] is a ConvWS2d, not a plain nn.Conv2d')
+    assert all('not a plain nn.Conv2d' in r for r in refusals)
     assert_same_outputs(model, folded, torch.randn(1, 3, 66, 98), atol=1e-4)
+    # With TF-"SAME" convs everything folds.
+    conv_cfg = dict(type='Conv2dAdaptivePadding')
+    backbone = TruncatedMobileNetV2(widen_factor=0.5, conv_cfg=conv_cfg)
+    backbone.init_weights()
+    neck = RFCR((16, 48, 80), collect_channels=8, fuse_channels=8, conv_cfg=conv_cfg)
+    model = randomize(nn.Sequential(backbone, neck))
+    folded, refusals = fold_with_report(copy.deepcopy(model))
+    assert refusals == [] and type(folded[1]) is DeployRFCR
+    assert_inference_only(folded)
+    for size in ((66, 98), (65, 97)):
+        assert_same_outputs(model, folded, torch.randn(1, 3, *size), atol=1e-4)
 
 
 def test_bns_in_train_mode_stay_unfolded():
