@@ -3,6 +3,7 @@ import logging
 import re
 
 import pytest
+import timm
 import torch
 import torchvision
 from mmengine.logging import MMLogger
@@ -288,3 +289,95 @@ def test_weights_only_loading_is_used(tmp_path, monkeypatch):
     torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
     _load(TruncatedMobileNetV2(), path)
     assert calls == [True]
+
+
+def test_same_padding_only_on_the_stride2_convs():
+    from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
+    model = TruncatedMobileNetV2(0.75, pad_type='same')
+    same = [n for n, m in model.named_modules() if isinstance(m, Conv2dAdaptivePadding)]
+    assert same == ['conv1.conv'] + [f'layer{i}.0.depthwise_conv.conv' for i in (2, 3, 4, 6)]
+    strided = [n for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1)]
+    assert strided == same
+    plain = TruncatedMobileNetV2(0.75).eval()
+    plain.load_state_dict(model.state_dict())  # the same parameters
+    model.eval()
+    # Odd at every stride-2 conv (65, 33, 17, 9, 5 and 33, 17, 9, 5, 3): "SAME" pads 1 and 1
+    # there, as symmetric padding does. Even sizes pad the bottom/right only: a shift.
+    x = torch.randn(1, 3, 65, 33)
+    for a, b in zip(model(x), plain(x)):
+        torch.testing.assert_close(a, b)
+    x = torch.randn(1, 3, 64, 64)
+    for a, b in zip(model(x), plain(x)):
+        assert a.shape == b.shape and not torch.allclose(a, b)
+
+
+def test_same_padding_is_tensorflow_same():
+    """A stride-2 3x3 conv pads 0 at the top/left and 1 at the bottom/right on even sizes,
+    1 and 1 on odd sizes."""
+    model = TruncatedMobileNetV2(0.75, pad_type='same').eval()
+    conv = model.conv1.conv
+    for h, w, pads in [(8, 10, (0, 1, 0, 1)), (9, 7, (1, 1, 1, 1)), (8, 7, (1, 1, 0, 1))]:
+        x = torch.randn(1, 3, h, w)
+        expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, pads), conv.weight,
+                                              stride=2)
+        torch.testing.assert_close(conv(x), expected)
+
+
+def _timm(name):
+    model = timm.create_model(name, pretrained=False)
+    randomize_bn_stats(model)
+    return model.eval()
+
+
+@pytest.mark.parametrize('name, width', [('mobilenetv2_100', 1.0), ('mobilenetv2_140', 1.4)])
+def test_timm_layout(name, width, tmp_path):
+    tm = _timm(name)
+    path = tmp_path / f'{name}.pth'
+    torch.save(tm.state_dict(), path)
+    model = _load(TruncatedMobileNetV2(width, out_strides=(4, 8, 16, 32)), path)
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        y = tm.bn1(tm.conv_stem(x))
+        expected = []
+        for i, stage in enumerate(tm.blocks[:6]):
+            y = stage(y)
+            if i in (1, 2, 4, 5):  # strides 4, 8, 16, 32
+                expected.append(y)
+        outs = model(x)
+    for out, ref in zip(outs, expected):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_timm_depth_variants_are_refused(tmp_path):
+    path = tmp_path / 'mobilenetv2_110d.pth'
+    torch.save(_timm('mobilenetv2_110d').state_dict(), path)
+    with pytest.raises(ValueError, match=r"mobilenetv2_110d\.pth'?: the timm checkpoint has "
+                       r'\(1, 3, 4, 5, 4, 4, 1\) blocks per stage, MobileNetV2 has '
+                       r'\(1, 2, 3, 4, 3, 3, 1\): depth-multiplied variants'):
+        _load(TruncatedMobileNetV2(1.0), path)
+
+
+def test_keras_checkpoint_needs_keras_numerics(tmp_path):
+    """A checkpoint marked as Keras' (rfcr-convert) loads only where it computes as Keras."""
+    path = tmp_path / 'keras.pth'
+    state_dict = MobileNetV2(widen_factor=0.75).state_dict()
+    torch.save({'state_dict': state_dict,
+                'meta': {'keras_numerics': dict(pad_type='same', bn_eps=1e-3)}}, path)
+    with pytest.raises(ValueError, match=r"keras\.pth' holds Keras weights, which need Keras' "
+                       r'numerics, but TruncatedMobileNetV2\.conv1\.conv is a stride-2 Conv2d'):
+        _load(TruncatedMobileNetV2(0.75), path)
+    model = _load(TruncatedMobileNetV2(0.75, pad_type='same', norm_cfg=dict(type='BN', eps=1e-3)),
+                  path)
+    torch.testing.assert_close(model.conv1.conv.weight, state_dict['conv1.conv.weight'])
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(pad_type='SAME'), r"pad_type must be '' \(symmetric\) or 'same' \(TensorFlow\), "
+                            r"got 'SAME'"),
+    (dict(pad_type='same', conv_cfg=dict(type='ConvWS')),
+     r"pad_type='same' builds mmcv's Conv2dAdaptivePadding .* needs conv_cfg=None"),
+])
+def test_bad_pad_type(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TruncatedMobileNetV2(**kwargs)

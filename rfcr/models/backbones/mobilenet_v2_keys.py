@@ -1,4 +1,4 @@
-"""Map torchvision / mmpretrain / mmdet MobileNetV2 checkpoints onto mmdet's key layout.
+"""Map torchvision / timm / mmpretrain / mmdet MobileNetV2 checkpoints onto mmdet's key layout.
 
 mmdet's layout (which :class:`TruncatedMobileNetV2` uses) names a stage ``layer{s}`` and a
 block's convs ``expand_conv`` / ``depthwise_conv`` / ``linear_conv``, each an mmcv
@@ -53,6 +53,46 @@ def _from_torchvision(key: str, blocks: list[tuple[str, bool]]) -> str | None:
     return key
 
 
+# timm's names inside a block, by whether the block has the 1x1 expansion
+# (InvertedResidual: conv_pw, bn1, conv_dw, bn2, conv_pwl, bn3) or not (the first stage's
+# DepthwiseSeparableConv: conv_dw, bn1, conv_pw, bn2).
+_TIMM_BLOCK = {
+    True: {'conv_pw': 'expand_conv.conv', 'bn1': 'expand_conv.bn', 'conv_dw': 'depthwise_conv.conv',
+           'bn2': 'depthwise_conv.bn', 'conv_pwl': 'linear_conv.conv', 'bn3': 'linear_conv.bn'},
+    False: {'conv_dw': 'depthwise_conv.conv', 'bn1': 'depthwise_conv.bn',
+            'conv_pw': 'linear_conv.conv', 'bn2': 'linear_conv.bn'},
+}
+_TIMM_TOP = {'conv_stem': 'conv1.conv', 'bn1': 'conv1.bn', 'conv_head': 'conv2.conv',
+             'bn2': 'conv2.bn'}
+
+
+def _timm_depth(keys, num_stages: int) -> tuple[int, ...]:
+    """Blocks per stage of a timm checkpoint (``blocks.{stage}.{block}.*``)."""
+    depth = [0] * num_stages
+    for key in keys:
+        m = re.match(r'blocks\.(\d+)\.(\d+)\.', key)
+        if m:
+            stage = int(m.group(1))
+            depth.extend([0] * (stage + 1 - len(depth)))
+            depth[stage] = max(depth[stage], int(m.group(2)) + 1)
+    return tuple(depth)
+
+
+def _from_timm(key: str, arch: Sequence[Sequence[int]]) -> str | None:
+    """timm ``mobilenetv2_*`` name -> mmdet name; ``None`` for the classifier."""
+    if key.startswith('classifier.'):
+        return None
+    m = re.fullmatch(r'(conv_stem|bn1|conv_head|bn2)\.(.+)', key)
+    if m:
+        return f'{_TIMM_TOP[m.group(1)]}.{m.group(2)}'
+    m = re.fullmatch(r'blocks\.(\d+)\.(\d+)\.(\w+)\.(.+)', key)
+    if m is None or int(m.group(1)) >= len(arch):
+        return key
+    stage, block, module, param = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+    names = _TIMM_BLOCK[arch[stage][0] != 1]
+    return f'layer{stage + 1}.{block}.{names[module]}.{param}' if module in names else key
+
+
 def _from_mmpretrain(key: str, blocks: dict[str, bool]) -> str:
     """``layer{s}.{b}.conv.{i}.*`` (mmpretrain) -> mmdet name; other keys are shared."""
     m = re.fullmatch(r'(layer\d+\.\d+)\.conv\.(\d+)\.(.+)', key)
@@ -71,8 +111,8 @@ def convert_mobilenet_v2_keys(
     """Convert a MobileNetV2 checkpoint to mmdet names and drop truncated layers.
 
     Args:
-        state_dict: A torchvision, mmdet or mmpretrain MobileNetV2 state dict, possibly
-            wrapped as ``{'state_dict': ...}`` or prefixed with ``module.``.
+        state_dict: A torchvision, timm, mmdet or mmpretrain MobileNetV2 state dict,
+            possibly wrapped as ``{'state_dict': ...}`` or prefixed with ``module.``.
         arch: The full MobileNetV2 arch table (all stages, before truncation).
         num_kept_stages: Stages kept; later stages and ``conv2`` are dropped.
         prefix: Only keys under this prefix are used (e.g. ``'backbone.'`` for a whole
@@ -81,6 +121,10 @@ def convert_mobilenet_v2_keys(
     Returns:
         The converted state dict and the original names of the dropped keys (truncated
         layers and classifier).
+
+    Raises:
+        ValueError: for a timm checkpoint whose stages hold another number of blocks than
+            MobileNetV2's (the depth-multiplied ``mobilenetv2_110d``, ``mobilenetv2_120d``).
     """
     if isinstance(state_dict.get('state_dict'), Mapping):
         state_dict = state_dict['state_dict']
@@ -100,7 +144,21 @@ def convert_mobilenet_v2_keys(
             raise ValueError(f'the checkpoint has no key starting with prefix={prefix!r}')
 
     converted: dict[str, tuple[str, Tensor]] = {}
-    if any(k.startswith('features.') for k in state_dict):
+    if any(k.startswith(('conv_stem.', 'blocks.')) for k in state_dict):
+        depth = _timm_depth(state_dict, len(arch))
+        expected = tuple(num_blocks for _, _, num_blocks, _ in arch)
+        if depth != expected:
+            raise ValueError(
+                f'the timm checkpoint has {depth} blocks per stage, MobileNetV2 has {expected}: '
+                'depth-multiplied variants (timm\'s mobilenetv2_110d, mobilenetv2_120d) are '
+                'another network; use mobilenetv2_035 ... mobilenetv2_140')
+        for key, value in state_dict.items():
+            name = _from_timm(key, arch)
+            if name is None:
+                dropped.append(key)
+            else:
+                converted[name] = (key, value)
+    elif any(k.startswith('features.') for k in state_dict):
         for key, value in state_dict.items():
             name = _from_torchvision(key, blocks)
             if name is None:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
-from mmcv.cnn import ConvModule
+from mmcv.cnn import ConvModule, build_conv_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
@@ -17,6 +17,8 @@ from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 from ...utils.checkpoint import is_pretrained_init, load_state_dict
+from ..keras_compat import (KERAS_META_KEY, check_keras_numerics, is_missing_local_file,
+                            missing_checkpoint_error)
 from .mobilenet_v2_keys import convert_mobilenet_v2_keys
 
 # The whole MobileNetV2 body, as in the paper (Sandler et al., Table 2) and torchvision.
@@ -36,6 +38,14 @@ NUM_KEPT_STAGES = 6
 
 # Output stride of the stem and of each kept stage (stem, layer1, ..., layer6).
 _STAGE_STRIDES = (2, 2, 4, 8, 16, 16, 32)
+PAD_TYPES = ('', 'same')
+
+
+def _tf_same(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` as mmcv's ``Conv2dAdaptivePadding``: TensorFlow's "SAME" padding."""
+    return build_conv_layer(dict(type='Conv2dAdaptivePadding'), conv.in_channels,
+                            conv.out_channels, conv.kernel_size, stride=conv.stride,
+                            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
 
 
 @MODELS.register_module()
@@ -53,6 +63,13 @@ class TruncatedMobileNetV2(BaseModule):
     (stride 2 after ``layer1`` is available too). Channels at the default taps are
     32/96/160 at width 1.0, 24/72/120 at 0.75 and 48/136/224 at 1.4.
 
+    Keras' ImageNet weights (the only ones at widths 0.75 and 1.4, converted by
+    ``rfcr-convert keras-mobilenetv2``) compute Keras' features only with Keras'
+    numerics, as timm's ``tf_*`` models do: ``pad_type='same'`` and
+    ``norm_cfg=dict(type='BN', eps=1e-3)``. On even sizes TensorFlow's "SAME" pads a
+    stride-2 3x3 conv by 0 rows/cols at the top/left and 1 at the bottom/right; PyTorch's
+    symmetric padding 1 shifts every feature by one pixel against the weights.
+
     Args:
         widen_factor: Width multiplier; every stage's channels are scaled and rounded to
             a multiple of 8 as torchvision and mmdet do.
@@ -61,14 +78,20 @@ class TruncatedMobileNetV2(BaseModule):
         frozen_stages: Stages whose parameters are frozen and whose norm layers stay in
             eval mode: -1 freezes nothing, 0 the stem, ``k`` the stem and ``layer1..k``.
         conv_cfg: Convolution config, as in mmcv's ``ConvModule``.
-        norm_cfg: Normalization config.
+        norm_cfg: Normalization config. Keras' BN epsilon is 1e-3.
         act_cfg: Activation config (MobileNetV2 uses ReLU6).
         norm_eval: Keep all norm layers in eval mode (frozen running statistics) while
             training.
         with_cp: Use gradient checkpointing inside the inverted residual blocks.
+        pad_type: Padding of the stride-2 convs (the stem and the four stride-2
+            depthwise convs), as timm's ``pad_type``: ``''``, PyTorch's symmetric padding;
+            ``'same'``, TensorFlow's "SAME" (mmcv's ``Conv2dAdaptivePadding``), which
+            Keras weights need. Stride-1 convs pad symmetrically either way, which is
+            "SAME" for odd kernels.
         init_cfg: Initialization config. ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``
-            accepts a torchvision ``mobilenet_v2`` state dict or an mmdet / mmpretrain
-            MobileNetV2 checkpoint; see :meth:`init_weights`.
+            accepts a torchvision ``mobilenet_v2``, timm ``mobilenetv2_*`` or mmdet /
+            mmpretrain MobileNetV2 checkpoint, or Keras' converted by ``rfcr-convert``;
+            see :meth:`init_weights`.
 
     Example:
         >>> import torch
@@ -91,6 +114,7 @@ class TruncatedMobileNetV2(BaseModule):
                  act_cfg: ConfigType = dict(type='ReLU6'),
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 pad_type: str = '',
                  init_cfg: OptMultiConfig = None) -> None:
         if init_cfg is None:
             init_cfg = [
@@ -114,13 +138,21 @@ class TruncatedMobileNetV2(BaseModule):
             raise ValueError(
                 f'frozen_stages must be an int in [-1, {NUM_KEPT_STAGES}] (-1: none, 0: stem, '
                 f'k: stem and layer1..k), got {frozen_stages!r}')
+        if pad_type not in PAD_TYPES:
+            raise ValueError(f"pad_type must be '' (symmetric) or 'same' (TensorFlow), "
+                             f'got {pad_type!r}')
+        if pad_type == 'same' and conv_cfg is not None:
+            raise ValueError("pad_type='same' builds mmcv's Conv2dAdaptivePadding for the "
+                             f'stride-2 convs and needs conv_cfg=None, got {conv_cfg!r}')
 
         self.widen_factor = widen_factor
+        self.pad_type = pad_type
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
         in_channels = make_divisible(32 * widen_factor, 8)
-        self.conv1 = ConvModule(3, in_channels, 3, stride=2, padding=1, conv_cfg=conv_cfg,
+        stem_conv_cfg = dict(type='Conv2dAdaptivePadding') if pad_type == 'same' else conv_cfg
+        self.conv1 = ConvModule(3, in_channels, 3, stride=2, padding=1, conv_cfg=stem_conv_cfg,
                                 norm_cfg=norm_cfg, act_cfg=act_cfg)
         stage_channels = []
         for i, (expand_ratio, channels, num_blocks, stride) in enumerate(
@@ -134,6 +166,12 @@ class TruncatedMobileNetV2(BaseModule):
                     stride=stride if j == 0 else 1,
                     with_expand_conv=expand_ratio != 1,
                     conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, with_cp=with_cp))
+                if pad_type == 'same' and blocks[-1].depthwise_conv.conv.stride != (1, 1):
+                    # mmdet's InvertedResidual takes one conv_cfg for its three convs: swap
+                    # in the padding for the depthwise conv alone.
+                    depthwise = blocks[-1].depthwise_conv
+                    depthwise.conv = _tf_same(depthwise.conv)
+                    depthwise.padding = depthwise.conv.padding
                 in_channels = out_channels
             self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
             stage_channels.append(out_channels)
@@ -181,7 +219,10 @@ class TruncatedMobileNetV2(BaseModule):
         path or http(s) URL) is read with ``torch.load(weights_only=True)`` and may be:
 
         - a torchvision ``mobilenet_v2`` state dict (``features.*``, ``classifier.*``);
-        - an mmdet ``MobileNetV2`` state dict (``conv1.*``, ``layerN.*``, ``conv2.*``);
+        - a timm ``mobilenetv2_*`` state dict (``conv_stem``, ``blocks.*``, ``conv_head``,
+          ``classifier``); the depth-multiplied ``*d`` variants are refused;
+        - an mmdet ``MobileNetV2`` state dict (``conv1.*``, ``layerN.*``, ``conv2.*``), as
+          ``rfcr-convert keras-mobilenetv2`` writes from Keras' weights;
         - an mmpretrain ``ImageClassifier`` checkpoint (``backbone.*``, ``head.*``),
           optionally wrapped in ``{'state_dict': ...}``;
         - any of these under ``init_cfg['prefix']`` (e.g. ``'backbone.'`` of a detector).
@@ -189,15 +230,26 @@ class TruncatedMobileNetV2(BaseModule):
         Keys of the truncated layers (stage 7, the 1280-channel conv) and of the
         classifier are dropped and logged by name. Any other missing or unexpected key,
         or any shape mismatch (for example a checkpoint of another width), raises
-        ``ValueError``.
+        ``ValueError``; so does a Keras checkpoint in a backbone without Keras' numerics
+        (``pad_type='same'``, BN eps 1e-3). A missing local file raises
+        ``FileNotFoundError`` naming the ``rfcr-convert`` command that makes it.
         """
         if not is_pretrained_init(self.init_cfg):
             super().init_weights()
             return
         checkpoint = self.init_cfg['checkpoint']
+        if is_missing_local_file(checkpoint):
+            raise missing_checkpoint_error(checkpoint, self.widen_factor)
         state_dict = load_state_dict(checkpoint, self.init_cfg.get('map_location', 'cpu'))
-        converted, dropped = convert_mobilenet_v2_keys(
-            state_dict, MOBILENET_V2_ARCH, NUM_KEPT_STAGES, prefix=self.init_cfg.get('prefix'))
+        meta = state_dict.get('meta')
+        if isinstance(meta, Mapping) and meta.get(KERAS_META_KEY):
+            check_keras_numerics(self, f'init_cfg.checkpoint={checkpoint!r}')
+        try:
+            converted, dropped = convert_mobilenet_v2_keys(
+                state_dict, MOBILENET_V2_ARCH, NUM_KEPT_STAGES,
+                prefix=self.init_cfg.get('prefix'))
+        except ValueError as e:
+            raise ValueError(f'init_cfg.checkpoint={checkpoint!r}: {e}') from e
         own = self.state_dict()
         missing = sorted(set(own) - set(converted))
         unexpected = sorted(set(converted) - set(own))
