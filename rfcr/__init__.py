@@ -2,12 +2,13 @@
 
 ``import rfcr`` (or ``custom_imports=dict(imports=['rfcr'])`` in a config) registers
 rfcr's modules in mmdet's ``MODELS`` registry (``TruncatedMobileNetV2``, ``RFCR``,
-``YOLOReTNeck``, ``YOLOReTHead``) and its hooks and wrappers in mmengine's.
+``YOLOReTNeck``, ``YOLOReTHead``), its ``Letterbox`` transform in ``TRANSFORMS`` and its
+hooks and wrappers in mmengine's.
 
-Layers, each importing only those below it: ``tools`` -> ``analysis`` -> ``deploy`` ->
-``models`` -> ``engine`` / ``utils``.
+Layers, each importing only those below it: ``tools`` -> ``analysis`` -> ``deploy`` /
+``convert`` -> ``models`` / ``datasets`` -> ``engine`` / ``utils``.
 """
-from . import deploy, engine  # noqa: F401  (register hooks and wrappers)
+from . import datasets, deploy, engine  # noqa: F401  (register transforms, hooks, wrappers)
 from .models import RFCR, TruncatedMobileNetV2
 from .version import __version__
 

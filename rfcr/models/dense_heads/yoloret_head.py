@@ -1,9 +1,11 @@
 """YOLO-ReT's prediction convs on mmdet's YOLOv3 head machinery."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmdet.models.dense_heads import YOLOV3Head
@@ -19,7 +21,9 @@ class YOLOReTHead(YOLOV3Head):
     Anchors, target assignment, losses and ``predict`` (decoding + NMS) are mmdet's
     :class:`YOLOV3Head`; only the layers differ: YOLOv3's 3x3 "bridge" convs are gone
     (YOLO-ReT's MBConv nodes already end each level) and the prediction conv reads the
-    node output directly.
+    node output directly. Images letterboxed with the padding centred
+    (:class:`~rfcr.datasets.Letterbox`, the official test-time input) carry
+    ``pad_param``; their boxes are shifted back before they are rescaled.
 
     Box loss: by default mmdet's YOLOv3 losses (BCE on the cell offsets, MSE on the log
     sizes), which match mmdet's grid assigner and prior-probability bias init. The
@@ -68,6 +72,18 @@ class YOLOReTHead(YOLOV3Head):
                 raise ValueError(f'YOLOReTHead input {i} has {feat.shape[1]} channels, but '
                                  f'in_channels[{i}]={c}')
         return tuple(conv(feat) for conv, feat in zip(self.convs_pred, x)),
+
+    def _bbox_post_process(self,
+                           results: InstanceData,
+                           cfg: ConfigDict,
+                           rescale: bool = False,
+                           with_nms: bool = True,
+                           img_meta: Optional[dict] = None) -> InstanceData:
+        pad = img_meta.get('pad_param') if rescale and img_meta else None
+        if pad is not None:  # [top, bottom, left, right]: undo the shift, then the scale
+            results.bboxes = results.bboxes - results.bboxes.new_tensor(
+                [pad[2], pad[0], pad[2], pad[0]])
+        return super()._bbox_post_process(results, cfg, rescale, with_nms, img_meta)
 
     def loss_by_feat(self,
                      pred_maps: Sequence[Tensor],
