@@ -24,9 +24,50 @@ def test_configs_exist():
     for expected in ('yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py',
                      'yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-416-250e_voc0712.py',
                      'swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py',
-                     'swapin/ssdlite_mobilenetv2-trunc_rfcr-scratch_8xb24-600e_coco.py'):
+                     'swapin/ssdlite_mobilenetv2-trunc_rfcr-scratch_8xb24-600e_coco.py',
+                     'official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py'):
         assert expected in names
     assert len([n for n in names if n.startswith('ablation/')]) == 5
+
+
+# The authors' Keras models (prakharg24/yoloret `yolov3_body`, counted with their code):
+# weights without BN running statistics. Their prediction convs have no bias; ours have one.
+OFFICIAL_PARAMS = {'M0.75 VOC': 1_857_075, 'M0.75 COCO': 2_659_515, 'M1.4 VOC': 3_750_595,
+                   'M1.4 COCO': 4_553_035}
+PARAM_CASES = {
+    'yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_voc0712.py': 'M0.75 VOC',
+    'yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-416-250e_voc0712.py': 'M0.75 VOC',
+    'yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py': 'M0.75 COCO',
+    'yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-416-250e_coco.py': 'M0.75 COCO',
+    'yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-320-250e_voc0712.py': 'M1.4 VOC',
+    'yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-416-250e_voc0712.py': 'M1.4 VOC',
+    'yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-320-250e_coco.py': 'M1.4 COCO',
+    'yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-416-250e_coco.py': 'M1.4 COCO',
+    'yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthetic.py': None,
+    'ablation/yoloret_mobilenetv2-0.75-trunc_rfcr-shortcut_2xb8-320-250e_voc0712.py': 'M0.75 VOC',
+    'official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py': 'M0.75 VOC',
+}
+
+
+def test_every_yoloret_config_is_counted():
+    assert {_id(p) for p in CONFIGS if _id(p).startswith(('yoloret/', 'official/'))} <= set(
+        PARAM_CASES)
+
+
+@pytest.mark.parametrize('path', sorted(PARAM_CASES))
+def test_parameter_counts_equal_the_official_models(path):
+    register_all_modules()
+    cfg = Config.fromfile(str(CONFIG_DIR / path))
+    model = MODELS.build(cfg.model)
+    head = model.bbox_head
+    count = sum(p.numel() for p in model.parameters()) - sum(
+        c.bias.numel() for c in head.convs_pred)
+    # The released graph: a 4-input RFCR fed the stride-4 shortcut.
+    assert model.backbone.strides == (4, 8, 16, 32) and model.neck[0].num_inputs == 4
+    if PARAM_CASES[path] is None:  # the demo: 6 classes, no official model to compare with
+        assert head.num_classes == 6
+    else:
+        assert count == OFFICIAL_PARAMS[PARAM_CASES[path]]
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_id)

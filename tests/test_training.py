@@ -121,7 +121,8 @@ def test_checkpoint_with_foreign_objects_is_refused(tiny_data, tmp_path):
 def test_wrong_in_channels_fails_at_build(tiny_data, tmp_path):
     options = _options(tiny_data) + ['model.neck.0.in_channels=(24,72,121)']
     with pytest.raises(ValueError, match=r'RFCR.*in_channels=\(24, 72, 121\).*backbone '
-                                         r'TruncatedMobileNetV2 outputs out_channels=\(24, 72, 120\)'):
+                                         r'TruncatedMobileNetV2 outputs out_channels='
+                                         r'\(24, 24, 72, 120\)'):
         _runner([str(DEMO), '--work-dir', str(tmp_path), '--cfg-options', *options])
     options = _options(tiny_data) + ['model.bbox_head.in_channels=[33,33,32]']
     with pytest.raises(ValueError, match=r'channel check failed in bbox_head YOLOReTHead.*'

@@ -14,9 +14,11 @@ _base_ = [
 num_classes = 6
 pred_channels = 3 * (num_classes + 5)
 model = dict(
-    backbone=dict(init_cfg=None),  # from scratch: no download, no ImageNet weights
+    # From scratch: no ImageNet weights, so no Keras numerics either (PyTorch's padding and BN).
+    backbone=dict(init_cfg=None, pad_type='', norm_cfg=dict(_delete_=True, type='BN')),
     neck=[
-        dict(type='RFCR', in_channels=(24, 72, 120), collect_channels=48, fuse_channels=96),
+        dict(type='RFCR', in_channels=(24, 72, 120), shortcut_channels=24, collect_channels=48,
+             fuse_channels=96),
         dict(type='YOLOReTNeck', in_channels=(120, 168, 216), out_channels=pred_channels),
     ],
     bbox_head=dict(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Sequence
 
 from mmengine.config import Config, DictAction
@@ -34,6 +35,17 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def check_backbone_checkpoint(cfg: Config) -> None:
+    """Raise ``FileNotFoundError`` (one line, naming the ``rfcr-convert`` command that makes
+    it) when the backbone's ``Pretrained`` checkpoint is a local file that is not there."""
+    from rfcr.models.keras_compat import is_missing_local_file, missing_checkpoint_error
+    from rfcr.utils.checkpoint import is_pretrained_init
+    backbone = cfg.model.get('backbone') or {}
+    init_cfg = backbone.get('init_cfg')
+    if is_pretrained_init(init_cfg) and is_missing_local_file(init_cfg['checkpoint']):
+        raise missing_checkpoint_error(init_cfg['checkpoint'], backbone.get('widen_factor', 1.0))
 
 
 def build_runner(cfg: Config):
@@ -85,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+
+    try:  # before the datasets are read: the backbone's weights must be there
+        check_backbone_checkpoint(cfg)
+    except FileNotFoundError as e:
+        sys.exit(f'rfcr-train: {e}')
 
     from rfcr.engine.checkpoint import mmengine_checkpoint_loading
     runner = build_runner(cfg)

@@ -1,8 +1,12 @@
 # YOLO-ReT (Ganesh et al., WACV 2022), as the official code builds it (prakharg24/yoloret,
 # code/yolo3/model.py `yolov3_body`):
-#   MobileNetV2 x0.75 truncated (no 320 / 1280 blocks) -> RFCR -> FPN top-down + PAN
-#   bottom-up path of MBConv nodes -> 1x1 prediction convs, 3 YOLOv3 anchors per scale.
-# Anchors, assignment, losses and NMS are mmdet's YOLOv3 ones (see YOLOReTHead).
+#   MobileNetV2 x0.75 truncated (no 320 / 1280 blocks), tapped at strides 4, 8, 16, 32 ->
+#   RFCR with the stride-4 shortcut (max-pooled 4x4 before its 1x1 collect conv) -> FPN
+#   top-down + PAN bottom-up path of MBConv nodes -> 1x1 prediction convs, 3 anchors per scale.
+# Its parameters (BN running statistics excluded, the prediction convs' biases aside) are the
+# official Keras model's: 2,659,515 here, 1,857,075 with VOC's 20 classes.
+# Anchors (the official model_data/yolo_anchors.txt too), assignment, losses and NMS are
+# mmdet's YOLOv3 ones (see YOLOReTHead).
 custom_imports = dict(imports=['rfcr'], allow_failed_imports=False)
 
 num_classes = 80
@@ -19,13 +23,20 @@ model = dict(
     backbone=dict(
         type='TruncatedMobileNetV2',
         widen_factor=0.75,
-        out_strides=(8, 16, 32),
-        # torchvision publishes ImageNet MobileNetV2 weights at width 1.0 only. For x0.75
-        # (and x1.4) pass your converted checkpoint (torchvision, mmdet or mmpretrain key
-        # layout) with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
+        out_strides=(4, 8, 16, 32),
+        # ImageNet MobileNetV2 weights at widths 0.75 and 1.4 are Keras' only. Keras' numerics
+        # make the transferred features the ones Keras computed: TensorFlow "SAME" padding of
+        # the stride-2 convs and BN eps 1e-3 (the official backbone's BN momentum, 0.9 in
+        # Keras, is PyTorch's default 0.1). Make the checkpoint with (README, "Weights"):
+        #   rfcr-convert keras-mobilenetv2 \
+        #       mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.75_224_no_top.h5 \
+        #       checkpoints/mobilenet_v2_x0.75_imagenet.pth
+        pad_type='same',
+        norm_cfg=dict(type='BN', eps=1e-3),
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mobilenet_v2_x0.75_imagenet.pth')),
     neck=[
-        dict(type='RFCR', in_channels=(24, 72, 120), collect_channels=48, fuse_channels=96),
+        dict(type='RFCR', in_channels=(24, 72, 120), shortcut_channels=24, collect_channels=48,
+             fuse_channels=96),
         dict(type='YOLOReTNeck', in_channels=(120, 168, 216), out_channels=pred_channels,
              widths=(128, 256, 512)),
     ],
