@@ -26,11 +26,14 @@ setup(
         'opencv-python',  # the synthetic dataset (mmcv's own dependency too)
         'tqdm',  # rfcr-bench's progress bar
         'matplotlib',  # rfcr-bench's plot
+        'h5py',  # rfcr-convert reads Keras HDF5 weights (no TensorFlow)
     ],
     extras_require={
         'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
         'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6',
-                'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
+                'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2',
+                # Keras references for the converter tests, timm for its MobileNetV2 layout
+                'tensorflow-cpu==2.21.*', 'tf-keras==2.21.*', 'timm'],
     },
     entry_points={
         'console_scripts': [
@@ -40,6 +43,7 @@ setup(
             'rfcr-bench = rfcr.tools.bench:main',
             'rfcr-summary = rfcr.tools.summary:main',
             'rfcr-export = rfcr.tools.export:main',
+            'rfcr-convert = rfcr.tools.convert:main',
         ],
     },
     classifiers=[
