@@ -14,6 +14,7 @@ which is exact for every input size of a pyramid whose stride-2 stages output
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections import Counter
@@ -21,11 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
+from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
 from torch import Tensor, nn
+
+from .fused import plain_conv
 
 __all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'VerifyResult', 'detector_wrapper', 'export_onnx',
            'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
-           'ort_session', 'verify_onnx']
+           'ort_session', 'tf_same_traceable', 'verify_onnx']
 
 DEFAULT_OPSET = 17
 
@@ -108,6 +112,22 @@ def _dynamic_axes(names: Sequence[str], tensors: Sequence[Tensor]) -> dict[str, 
     return axes
 
 
+def tf_same_traceable(module: nn.Module) -> nn.Module:
+    """``module``, or a copy of it in which every mmcv ``Conv2dAdaptivePadding`` (TensorFlow
+    "SAME") is the same padding and conv as :class:`~rfcr.deploy.fused.TFSamePad` and a
+    plain conv: the same function, whose pads a dynamic ONNX graph computes per input size
+    (mmcv's forward computes them in Python, which tracing freezes at the traced size)."""
+    if not any(type(m) is Conv2dAdaptivePadding for m in module.modules()):
+        return module
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is Conv2dAdaptivePadding:
+                conv, padding = plain_conv(child)
+                setattr(parent, name, conv if padding is None else nn.Sequential(padding, conv))
+    return module
+
+
 def export_onnx(module: nn.Module,
                 inputs: Sequence[Tensor],
                 path: str | os.PathLike,
@@ -121,7 +141,8 @@ def export_onnx(module: nn.Module,
     ``onnx.checker``.
 
     Args:
-        module: The module; it is put in eval mode and stays there.
+        module: The module; it is put in eval mode and stays there. TensorFlow-"SAME"
+            convs are exported through :func:`tf_same_traceable`.
         inputs: Example inputs. With ``dynamic``, trace at sizes that take the general
             path through shape-dependent code (see :func:`odd_pyramid_size`).
         path: The ``.onnx`` file to write.
@@ -140,6 +161,7 @@ def export_onnx(module: nn.Module,
         raise ValueError(f'opset must be an int >= 17, got {opset!r}')
     inputs = tuple(inputs)
     module.eval()
+    module = tf_same_traceable(module)
     with torch.no_grad():
         outputs = module(*inputs)
     input_names = list(input_names or _names('input', len(inputs)))

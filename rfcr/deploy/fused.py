@@ -37,7 +37,6 @@ blocked weights pick that layout.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Optional
 
 import torch
@@ -330,7 +329,11 @@ class ConvAct(FusedConv):
 class TFSamePad(nn.Module):
     """TensorFlow's "SAME" zero padding before a conv, computed per input size: what mmcv's
     ``Conv2dAdaptivePadding`` pads inside its forward (``pad // 2`` before, the rest after,
-    so on even sizes a stride-2 conv pads 0 at top/left and 1 at bottom/right)."""
+    so on even sizes a stride-2 conv pads 0 at top/left and 1 at bottom/right).
+
+    The pads are integer arithmetic on the input's size, which ONNX export traces as such:
+    a dynamic graph pads every input size right (mmcv's ``math.ceil`` / ``max`` would be
+    frozen at the traced size)."""
 
     def __init__(self, kernel_size: tuple, stride: tuple, dilation: tuple) -> None:
         super().__init__()
@@ -339,12 +342,12 @@ class TFSamePad(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         pads = []
         for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation):
-            pad = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads.append((pad // 2, pad - pad // 2))
-        (top, bottom), (left, right) = pads
-        if top or bottom or left or right:
-            x = F.pad(x, [left, right, top, bottom])
-        return x
+            # (ceil(size / s) - 1) * s + (k - 1) * d + 1 - size: never negative when the
+            # window is at least the stride, else clipped at 0.
+            pad = ((size + s - 1) // s - 1) * s + (k - 1) * d + 1 - size
+            pads.append(pad if (k - 1) * d + 1 >= s else max(pad, 0))
+        pad_h, pad_w = pads
+        return F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
 
     def extra_repr(self) -> str:
         return f'kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}'

@@ -97,15 +97,16 @@ def test_rfcr_export_detector_dynamic(checkpoint, deploy, tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('neck, dynamic, shapes', [
-    (['--neck'], False, ((1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))),
-    (['--neck', '0'], True, ((1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))),
+    (['--neck'], False, ((1, 24, 24, 24), (1, 24, 12, 12), (1, 72, 6, 6), (1, 120, 3, 3))),
+    (['--neck', '0'], True, ((1, 24, 24, 24), (1, 24, 12, 12), (1, 72, 6, 6),
+                             (1, 120, 3, 3))),
     (['--neck', '1'], False, ((1, 120, 12, 12), (1, 168, 6, 6), (1, 216, 3, 3))),
 ])
 def test_rfcr_export_neck(checkpoint, neck, dynamic, shapes, tmp_path):
     out = tmp_path / 'neck.onnx'
     summary = rfcr_export([str(CONFIG), str(out), '--checkpoint', checkpoint, '--shape', '96',
                            '96', '--deploy', '--verify'] + neck + ['--dynamic'] * dynamic)
-    assert summary['inputs'] == ['feat0', 'feat1', 'feat2']
+    assert summary['inputs'] == [f'feat{i}' for i in range(len(shapes))]
     results = summary['verify']['PyTorch']
     assert len(results) == (3 if dynamic else 1)
     assert results[0].input_shapes == shapes
@@ -124,3 +125,19 @@ def test_rfcr_export_bad_arguments(tmp_path, capsys):
         with pytest.raises(SystemExit):
             rfcr_export([str(CONFIG), str(tmp_path / 'x.onnx')] + argv)
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_tf_same_padding_exports_dynamically(deploy, tmp_path):
+    """TensorFlow-"SAME" convs pad by input size: the dynamic graph must too (mmcv's
+    Conv2dAdaptivePadding computes its pads in Python, which tracing would freeze)."""
+    from mmcv.cnn import ConvModule
+    conv = randomize(ConvModule(3, 4, 3, stride=2, conv_cfg=dict(type='Conv2dAdaptivePadding'),
+                                norm_cfg=dict(type='BN')))
+    module = OnnxWrapper(switch_to_deploy(copy.deepcopy(conv)) if deploy else conv)
+    path = tmp_path / 'same.onnx'
+    export_onnx(module, (torch.randn(1, 3, 9, 7), ), path, dynamic=True)
+    results = verify_onnx(path, OnnxWrapper(conv), [(torch.randn(1, 3, *s), ) for s in
+                                                     ((9, 7), (10, 8), (16, 11), (5, 6))])
+    assert [r.output_shapes[0][-2:] for r in results] == [(5, 4), (5, 4), (8, 6), (3, 3)]
+    assert all(r.max_abs_diff <= 1e-5 for r in results), results

@@ -2,4 +2,6 @@
 # path, no RFCR.
 _base_ = '../../../configs/yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-320-250e_voc0712.py'
 
-model = dict(neck=[dict(type='YOLOReTNeck', in_channels=(48, 136, 224), out_channels=75)])
+model = dict(
+    backbone=dict(out_strides=(8, 16, 32)),
+    neck=[dict(type='YOLOReTNeck', in_channels=(48, 136, 224), out_channels=75)])
