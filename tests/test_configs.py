@@ -25,15 +25,21 @@ def test_configs_exist():
                      'yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-416-250e_voc0712.py',
                      'swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py',
                      'swapin/ssdlite_mobilenetv2-trunc_rfcr-scratch_8xb24-600e_coco.py',
-                     'official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py'):
+                     'official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py',
+                     'yoloret/yoloret_efficientnet-b3_rfcr_2xb8-416-250e_coco.py',
+                     'yoloret/yoloret_efficientnet-b3_rfcr_2xb8-224-250e_coco.py',
+                     'official/yoloret_efficientnet-b3_rfcr_official-416_coco.py',
+                     'official/yoloret_efficientnet-b3_rfcr_official-224_coco.py',
+                     'ablation/yoloret_efficientnet-b3-full_fpnpan_2xb8-416-250e_coco.py',
+                     'ablation/yoloret_efficientnet-b3-trunc_rfcr_2xb8-416-250e_coco.py'):
         assert expected in names
-    assert len([n for n in names if n.startswith('ablation/')]) == 5
+    assert len([n for n in names if n.startswith('ablation/')]) == 7
 
 
 # The authors' Keras models (prakharg24/yoloret `yolov3_body`, counted with their code):
 # weights without BN running statistics. Their prediction convs have no bias; ours have one.
 OFFICIAL_PARAMS = {'M0.75 VOC': 1_857_075, 'M0.75 COCO': 2_659_515, 'M1.4 VOC': 3_750_595,
-                   'M1.4 COCO': 4_553_035}
+                   'M1.4 COCO': 4_553_035, 'EB3 COCO': 8_788_793}
 PARAM_CASES = {
     'yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_voc0712.py': 'M0.75 VOC',
     'yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-416-250e_voc0712.py': 'M0.75 VOC',
@@ -46,6 +52,10 @@ PARAM_CASES = {
     'yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthetic.py': None,
     'ablation/yoloret_mobilenetv2-0.75-trunc_rfcr-shortcut_2xb8-320-250e_voc0712.py': 'M0.75 VOC',
     'official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py': 'M0.75 VOC',
+    'yoloret/yoloret_efficientnet-b3_rfcr_2xb8-416-250e_coco.py': 'EB3 COCO',
+    'yoloret/yoloret_efficientnet-b3_rfcr_2xb8-224-250e_coco.py': 'EB3 COCO',
+    'official/yoloret_efficientnet-b3_rfcr_official-416_coco.py': 'EB3 COCO',
+    'official/yoloret_efficientnet-b3_rfcr_official-224_coco.py': 'EB3 COCO',
 }
 
 

@@ -66,5 +66,6 @@ def check_keras_numerics(model: nn.Module, source: str, name: str | None = None)
         raise ValueError(
             f"{source} holds Keras weights, which need Keras' numerics, but "
             f"{name or type(model).__name__}.{problem}: build TruncatedMobileNetV2 with "
-            "pad_type='same' (mmdet's MobileNetV2: conv_cfg=dict(type='Conv2dAdaptivePadding')) "
-            "and every norm_cfg=dict(type='BN', eps=1e-3)")
+            "pad_type='same' (mmdet's MobileNetV2: conv_cfg=dict(type='Conv2dAdaptivePadding'); "
+            "TruncatedEfficientNet and mmdet's EfficientNet pad so by default) and every "
+            "norm_cfg=dict(type='BN', eps=1e-3)")

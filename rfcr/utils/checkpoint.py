@@ -64,3 +64,24 @@ def load_state_dict(checkpoint: str, map_location: str | torch.device = 'cpu') -
         raise ValueError(f'checkpoint={checkpoint!r} holds a {type(obj).__name__}, '
                          'expected a state dict')
     return dict(obj)
+
+
+def load_checked_state_dict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
+                            source: str, described: str) -> None:
+    """Load ``state_dict`` into ``module`` strictly, or raise ``ValueError`` listing every
+    missing key, unexpected key and shape mismatch; ``source`` names the checkpoint and
+    ``described`` the module in the message."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mismatched = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
+                        f'{tuple(own[k].shape)}'
+                        for k in set(own) & set(state_dict)
+                        if state_dict[k].shape != own[k].shape)
+    if missing or unexpected or mismatched:
+        problems = [f'{name} ({len(keys)}): {", ".join(keys)}'
+                    for name, keys in (('missing', missing), ('unexpected', unexpected),
+                                       ('shape mismatch', mismatched)) if keys]
+        raise ValueError(f'{source} does not match {described}: ' + '; '.join(problems))
+    with torch.no_grad():
+        module.load_state_dict(state_dict, strict=True)

@@ -11,6 +11,7 @@ from tests.reference import rfcr_reference
 
 CFGS = {
     'backbone': dict(type='TruncatedMobileNetV2', widen_factor=0.5, out_strides=(4, 8, 16, 32)),
+    'efficientnet': dict(type='TruncatedEfficientNet', arch='b0', out_strides=(4, 8, 16, 32)),
     'rfcr': dict(type='RFCR', in_channels=(24, 72, 120)),
     'rfcr-shortcut': dict(type='RFCR', in_channels=(24, 72, 120), shortcut_channels=16),
     'yoloret-neck': dict(type='YOLOReTNeck', in_channels=(120, 168, 216), out_channels=33),
@@ -24,6 +25,7 @@ def _inputs(name):
                torch.randn(2, 120, -(-h // 4), -(-w // 4))]
     return {
         'backbone': (torch.randn(2, 3, 97, 75), ),
+        'efficientnet': (torch.randn(1, 3, 65, 47), ),
         'rfcr': (pyramid, ),
         'rfcr-shortcut': ([torch.randn(2, 16, 2 * h, 2 * w)] + pyramid, ),
         'yoloret-neck': ([torch.randn(2, 120, 21, 19), torch.randn(2, 168, 11, 10),

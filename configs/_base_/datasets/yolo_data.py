@@ -25,6 +25,8 @@ def yolo_test_pipeline(size):
     ]
 
 
+train_pipeline_224 = yolo_train_pipeline((224, 224))
+test_pipeline_224 = yolo_test_pipeline((224, 224))
 train_pipeline_320 = yolo_train_pipeline((320, 320))
 test_pipeline_320 = yolo_test_pipeline((320, 320))
 train_pipeline_416 = yolo_train_pipeline((416, 416))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-import torch
 from mmcv.cnn import ConvModule, build_conv_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -16,7 +15,7 @@ from mmdet.models.utils import make_divisible
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
-from ...utils.checkpoint import is_pretrained_init, load_state_dict
+from ...utils.checkpoint import is_pretrained_init, load_checked_state_dict, load_state_dict
 from ..keras_compat import (KERAS_META_KEY, check_keras_numerics, is_missing_local_file,
                             missing_checkpoint_error)
 from .mobilenet_v2_keys import convert_mobilenet_v2_keys
@@ -250,24 +249,8 @@ class TruncatedMobileNetV2(BaseModule):
                 prefix=self.init_cfg.get('prefix'))
         except ValueError as e:
             raise ValueError(f'init_cfg.checkpoint={checkpoint!r}: {e}') from e
-        own = self.state_dict()
-        missing = sorted(set(own) - set(converted))
-        unexpected = sorted(set(converted) - set(own))
-        mismatched = sorted(f'{k}: checkpoint {tuple(converted[k].shape)} vs model '
-                            f'{tuple(own[k].shape)}'
-                            for k in set(own) & set(converted)
-                            if converted[k].shape != own[k].shape)
-        if missing or unexpected or mismatched:
-            problems = []
-            for name, keys in (('missing', missing), ('unexpected', unexpected),
-                               ('shape mismatch', mismatched)):
-                if keys:
-                    problems.append(f'{name} ({len(keys)}): {", ".join(keys)}')
-            raise ValueError(
-                f'init_cfg.checkpoint={checkpoint!r} does not match TruncatedMobileNetV2('
-                f'widen_factor={self.widen_factor}): ' + '; '.join(problems))
-        with torch.no_grad():
-            self.load_state_dict(converted, strict=True)
+        load_checked_state_dict(self, converted, f'init_cfg.checkpoint={checkpoint!r}',
+                                f'TruncatedMobileNetV2(widen_factor={self.widen_factor})')
         print_log(
             f'TruncatedMobileNetV2: loaded {len(converted)} tensors from {checkpoint}; '
             f'dropped {len(dropped)} keys of the truncated layers and classifier: '
