@@ -1,12 +1,17 @@
-"""The authors' Keras YOLO-ReT checkpoints (prakharg24/yoloret, MobileNetV2 backbones) ->
-an mmdet checkpoint of the official-graph config (``configs/official/``).
+"""The authors' Keras YOLO-ReT checkpoints (prakharg24/yoloret: MobileNetV2 and
+EfficientNet-B3 backbones) -> an mmdet checkpoint of the official-graph config
+(``configs/official/``).
 
-The backbone's layers carry Keras applications' names and map by name. Every other layer
-has a Keras auto-name (``conv2d_17``, ``batch_normalization_4``) whose number depends on
-what the session built before, so those map by position: the file lists layers in the
-model's graph order (``model.layers``: by depth from the outputs, deepest first, ties in
-the order a depth-first walk from the outputs meets them), which for ``yolov3_body`` is
-:data:`OFFICIAL_NECK_ORDER`. Each layer's kind and every shape are checked.
+The file says which backbone it holds: Keras' MobileNetV2 names its layers (``Conv1``,
+``block_3_expand``, ...), and those map by name. Every other layer has a Keras auto-name
+(``conv2d_17``, ``batch_normalization_4``) whose number depends on what the session built
+before, so those map by position: the file lists layers in the model's graph order
+(``model.layers``: by depth from the outputs, deepest first, ties in the order a
+depth-first walk from the outputs meets them). The authors' EfficientNet
+(``code/yolo3/efficientnet.py``, auto-named) is a chain whose graph order is the order
+mmdet's EfficientNet registers its layers (:func:`backbone_graph_order`); the neck after
+either backbone is :data:`OFFICIAL_NECK_ORDER`. Each layer's kind and every shape are
+checked.
 """
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ import os
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.models.detectors import YOLOV3
 
-from ..models import RFCR, TruncatedMobileNetV2, YOLOReTHead, YOLOReTNeck
+from ..models import (RFCR, TruncatedEfficientNet, TruncatedMobileNetV2, YOLOReTHead,
+                      YOLOReTNeck)
 from ..models.keras_compat import KERAS_BN_EPS, KERAS_META_KEY, check_keras_numerics
 from .keras_h5 import KerasLayer, assign, layer_kind, read_keras_h5
 from .mobilenet_v2 import fill_missing, is_mobilenet_v2_name, keras_mobilenet_v2_names
@@ -59,17 +66,50 @@ OFFICIAL_NECK_ORDER: list[tuple[str, str]] = (
     + [('conv', f'bbox_head.convs_pred.{i}') for i in range(3)])
 
 
+def backbone_graph_order(backbone: nn.Module, prefix: str = 'backbone.'
+                         ) -> list[tuple[str, str]]:
+    """``(kind, module)`` of every conv and BN of ``backbone`` in registration order, which
+    for mmdet's blocks is the order they compute (expand conv, depthwise conv,
+    squeeze-excite, projection; each conv before its BN): Keras' graph order of the same
+    network built as a chain."""
+    order = []
+    for name, m in backbone.named_modules():
+        if isinstance(m, nn.Conv2d):
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            order.append(('depthwise' if depthwise else 'conv', f'{prefix}{name}'))
+        elif isinstance(m, _BatchNorm):
+            order.append(('bn', f'{prefix}{name}'))
+    return order
+
+
+def file_backbone(layers: list[KerasLayer]) -> str | None:
+    """Which backbone a YOLO-ReT file holds, from its layers with weights: ``'MobileNetV2'``
+    (Keras applications' names), ``'EfficientNet'`` (a stem conv and BN, then an MBConv
+    block: depthwise conv, BN, squeeze-excite convs with biases), else ``None``."""
+    if any(layer.name == 'Conv1' for layer in layers):
+        return 'MobileNetV2'
+    kinds = [layer_kind(layer) for layer in layers[:6]]
+    if (kinds == ['conv', 'bn', 'depthwise', 'bn', 'conv', 'conv']
+            and all('bias' in layer.weights for layer in layers[4:6])):
+        return 'EfficientNet'
+    return None
+
+
+_BACKBONES = {'MobileNetV2': TruncatedMobileNetV2, 'EfficientNet': TruncatedEfficientNet}
+
+
 def check_official_graph(model: nn.Module) -> None:
-    """Raise ``ValueError`` unless ``model`` is built like the official ``yolov3_body`` with
-    a MobileNetV2 backbone: YOLOV3 with a TruncatedMobileNetV2 tapped at strides 4-32, a
+    """Raise ``ValueError`` unless ``model`` is built like the official ``yolov3_body``:
+    YOLOV3 with a TruncatedMobileNetV2 or TruncatedEfficientNet tapped at strides 4-32, a
     4-input RFCR, a YOLOReTNeck and a YOLOReTHead."""
     neck = getattr(model, 'neck', None)
     parts = list(neck) if isinstance(neck, nn.Sequential) else []
     if not isinstance(model, YOLOV3):
         problem = f'the detector is {type(model).__name__}, not YOLOV3'
-    elif not (isinstance(model.backbone, TruncatedMobileNetV2)
+    elif not (isinstance(model.backbone, tuple(_BACKBONES.values()))
               and model.backbone.strides == (4, 8, 16, 32)):
-        problem = 'the backbone is not TruncatedMobileNetV2 with out_strides=(4, 8, 16, 32)'
+        problem = ('the backbone is not TruncatedMobileNetV2 or TruncatedEfficientNet with '
+                   'out_strides=(4, 8, 16, 32)')
     elif not (len(parts) == 2 and isinstance(parts[0], RFCR) and parts[0].num_inputs == 4
               and isinstance(parts[1], YOLOReTNeck)):
         problem = 'the neck is not [RFCR with shortcut_channels, YOLOReTNeck]'
@@ -82,15 +122,23 @@ def check_official_graph(model: nn.Module) -> None:
     raise ValueError(f'the config does not build the official YOLO-ReT graph: {problem}')
 
 
+def _describe(backbone: nn.Module) -> str:
+    if isinstance(backbone, TruncatedEfficientNet):
+        return f'EfficientNet-{backbone.arch.upper()}'
+    return f'MobileNetV2 x{backbone.widen_factor}'
+
+
 def convert_official_yoloret(path: str, model: nn.Module, dataset_meta: dict) -> dict:
-    """Convert the authors' Keras YOLO-ReT HDF5 (weights-only, or a whole saved model) to
-    ``{'state_dict': ..., 'meta': {'dataset_meta': ..., ...}}`` for ``model``, which must
-    be built from a config of the official graph (see :func:`check_official_graph`) with
-    Keras' numerics. The prediction convs' biases (Keras has none) are zero.
+    """Convert the authors' Keras YOLO-ReT HDF5 (weights-only, or a whole saved model; a
+    MobileNetV2 or EfficientNet backbone, read from the file) to
+    ``{'state_dict': ..., 'meta': {'dataset_meta': ..., ...}}`` for ``model``, which must be
+    built from a config of the official graph (see :func:`check_official_graph`) with the
+    file's backbone and Keras' numerics. The prediction convs' biases (Keras has none) are
+    zero.
 
     Raises:
         ValueError: naming the layer, the shape expected and the shape found, for a file
-            of another architecture, width or class count than ``model``.
+            of another architecture, backbone, width or class count than ``model``.
     """
     check_official_graph(model)
     check_keras_numerics(model, path)
@@ -99,27 +147,31 @@ def convert_official_yoloret(path: str, model: nn.Module, dataset_meta: dict) ->
         raise ValueError(f'the config\'s dataset has {len(classes)} classes, its head '
                          f'num_classes={model.bbox_head.num_classes}')
     layers = [layer for layer in read_keras_h5(path) if layer.weights]
+    backbone = file_backbone(layers)
+    if backbone is None:
+        first = ', '.join(f'{layer.name!r} ({layer_kind(layer)})' for layer in layers[:3])
+        raise ValueError(
+            f"{path} is not a YOLO-ReT checkpoint of MobileNetV2 (it has no layer 'Conv1') or "
+            f'EfficientNet (no stem conv, BN and squeeze-excite block first): its first layers '
+            f'with weights are {first or "none"}')
+    if not isinstance(model.backbone, _BACKBONES[backbone]):
+        raise ValueError(
+            f'{path} holds YOLO-ReT on {backbone}; the config\'s backbone is '
+            f'{type(model.backbone).__name__}: convert it with a {backbone} config of '
+            'configs/official/')
     target = model.state_dict()
-    where = (f'the config\'s YOLO-ReT (widen_factor={model.backbone.widen_factor}, '
+    where = (f'the config\'s YOLO-ReT ({_describe(model.backbone)}, '
              f'{model.bbox_head.num_classes} classes)')
-    backbone_names = {k: f'backbone.{v}' for k, v in keras_mobilenet_v2_names(
-        num_stages=model.backbone.out_indices[-1], with_last_conv=False).items()}
-    if 'Conv1' not in {layer.name for layer in layers}:
-        raise ValueError(f"{path} is not a MobileNetV2 YOLO-ReT checkpoint: it has no layer "
-                         "'Conv1' (Keras' MobileNetV2 stem)")
 
     state_dict: dict[str, torch.Tensor] = {}
-    others: list[KerasLayer] = []
-    for layer in layers:
-        if layer.name in backbone_names:
-            assign(state_dict, target, layer, backbone_names[layer.name], where)
-        elif is_mobilenet_v2_name(layer.name):
-            raise ValueError(f'{path}: layer {layer.name!r} is a MobileNetV2 layer that the '
-                             'truncated backbone (up to block_15) does not have')
-        else:
-            others.append(layer)
+    if backbone == 'MobileNetV2':
+        keras_names, others = _mobilenet_v2_backbone(path, layers, model, target, where,
+                                                     state_dict)
+    else:
+        keras_names, others = _efficientnet_backbone(path, layers, model, target, where,
+                                                     state_dict)
     if len(others) != len(OFFICIAL_NECK_ORDER):
-        raise ValueError(f'{path} has {len(others)} layers with weights outside MobileNetV2, '
+        raise ValueError(f'{path} has {len(others)} layers with weights outside {backbone}, '
                          f'the official YOLO-ReT graph {len(OFFICIAL_NECK_ORDER)}: another '
                          'architecture')
     for i, (layer, (kind, module)) in enumerate(zip(others, OFFICIAL_NECK_ORDER)):
@@ -135,15 +187,58 @@ def convert_official_yoloret(path: str, model: nn.Module, dataset_meta: dict) ->
     for i in range(3):  # Keras' prediction convs have no bias
         key = f'bbox_head.convs_pred.{i}.bias'
         state_dict.setdefault(key, torch.zeros_like(target[key]))
-    fill_missing(state_dict, target, backbone_names, path, where)
+    fill_missing(state_dict, target, keras_names, path, where)
     meta = {
         'dataset_meta': dataset_meta,
         KERAS_META_KEY: dict(pad_type='same', bn_eps=KERAS_BN_EPS),
         'source': os.path.basename(path),
-        'architecture': 'official YOLO-ReT (prakharg24/yoloret yolov3_body), MobileNetV2 '
-                        f'x{model.backbone.widen_factor}',
+        'architecture': 'official YOLO-ReT (prakharg24/yoloret yolov3_body), '
+                        f'{_describe(model.backbone)}',
     }
     return dict(state_dict=state_dict, meta=meta)
+
+
+def _mobilenet_v2_backbone(path: str, layers: list[KerasLayer], model: nn.Module,
+                           target: dict, where: str, state_dict: dict
+                           ) -> tuple[dict[str, str], list[KerasLayer]]:
+    """Keras' MobileNetV2 layers into ``state_dict`` by name; returns the name map and the
+    layers outside MobileNetV2."""
+    names = {k: f'backbone.{v}' for k, v in keras_mobilenet_v2_names(
+        num_stages=model.backbone.out_indices[-1], with_last_conv=False).items()}
+    others = []
+    for layer in layers:
+        if layer.name in names:
+            assign(state_dict, target, layer, names[layer.name], where)
+        elif is_mobilenet_v2_name(layer.name):
+            raise ValueError(f'{path}: layer {layer.name!r} is a MobileNetV2 layer that the '
+                             'truncated backbone (up to block_15) does not have')
+        else:
+            others.append(layer)
+    return names, others
+
+
+def _efficientnet_backbone(path: str, layers: list[KerasLayer], model: nn.Module,
+                           target: dict, where: str, state_dict: dict
+                           ) -> tuple[dict[str, str], list[KerasLayer]]:
+    """The EfficientNet layers (all before the neck's) into ``state_dict`` by graph order;
+    returns the Keras name map and the neck's layers."""
+    order = backbone_graph_order(model.backbone)
+    count = len(layers) - len(OFFICIAL_NECK_ORDER)
+    if count != len(order):
+        raise ValueError(
+            f'{path} has {count} layers with weights before the YOLO-ReT neck, the truncated '
+            f'{_describe(model.backbone)} of the config {len(order)}: another depth or '
+            'architecture')
+    names = {}
+    for i, (layer, (kind, module)) in enumerate(zip(layers[:count], order)):
+        if layer_kind(layer) != kind:
+            raise ValueError(
+                f'{path}: layer {layer.name!r} (number {i} in graph order) holds '
+                f'{layer_kind(layer)}, {where} has a {kind} there ({module}): another '
+                'architecture')
+        assign(state_dict, target, layer, module, where)
+        names[layer.name] = module
+    return names, layers[count:]
 
 
 def _assign_fusion_weights(state_dict: dict, target: dict, layer: KerasLayer, module: str,

@@ -5,6 +5,9 @@ Examples::
     # the authors' YOLO-ReT-M0.75 VOC checkpoint -> an mmdet checkpoint (state_dict + classes)
     rfcr-convert official-yoloret mobilenetv2x75_320_voc.h5 yoloret_m075_voc.pth \\
         --config configs/official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py
+    # the authors' YOLO-ReT-EB3 COCO checkpoints likewise (the backbone is read from the file)
+    rfcr-convert official-yoloret efficientnetb3_416_coco.h5 yoloret_eb3_416_coco.pth \\
+        --config configs/official/yoloret_efficientnet-b3_rfcr_official-416_coco.py
     # Keras applications' ImageNet MobileNetV2 (any width) -> a backbone checkpoint
     rfcr-convert keras-mobilenetv2 \\
         mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.75_224_no_top.h5 \\
@@ -42,8 +45,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         'PyTorch checkpoints.')
     commands = parser.add_subparsers(dest='command', required=True)
     yoloret = commands.add_parser(
-        'official-yoloret', help="the authors' YOLO-ReT checkpoint (prakharg24/yoloret, "
-        'MobileNetV2) -> an mmdet checkpoint for --config')
+        'official-yoloret', help="the authors' YOLO-ReT checkpoint (prakharg24/yoloret: "
+        'MobileNetV2 or EfficientNet-B3, read from the file) -> an mmdet checkpoint for --config')
     mobilenet = commands.add_parser(
         'keras-mobilenetv2', help="Keras applications' MobileNetV2 ImageNet weights (any "
         "alpha) -> a checkpoint for init_cfg=dict(type='Pretrained', checkpoint=DST)")

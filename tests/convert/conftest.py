@@ -23,4 +23,5 @@ def keras_refs(tmp_path_factory):
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     return SimpleNamespace(dir=out, mobilenet_v2=dict(np.load(out / 'mobilenet_v2.npz')),
-                           yoloret=dict(np.load(out / 'yoloret.npz')))
+                           yoloret=dict(np.load(out / 'yoloret.npz')),
+                           yoloret_eb3=dict(np.load(out / 'yoloret_eb3.npz')))

@@ -163,8 +163,8 @@ def test_bad_input(keras_refs, files, tmp_path, capsys):
 
     # Another architecture: a network without MobileNetV2, and Keras' MobileNetV2 alone.
     _fails(capsys, ['official-yoloret', str(keras_refs.dir / 'other.h5'), dst, '--config',
-                    CONFIG], "is not a MobileNetV2 YOLO-ReT checkpoint: it has no layer 'Conv1'",
-           dst)
+                    CONFIG], "is not a YOLO-ReT checkpoint of MobileNetV2 (it has no layer 'Conv1') "
+           'or EfficientNet', dst)
     imagenet = str(keras_refs.dir / mobilenet_v2_file(0.75))
     _fails(capsys, ['official-yoloret', imagenet, dst, '--config', CONFIG],
            "layer 'block_16_expand' is a MobileNetV2 layer that the truncated backbone", dst)
