@@ -8,7 +8,10 @@ Default suite (no data, no GPU, random weights; 320x320, batch 1, all cores):
 - necks on the M0.75 pyramid: RFCR vs the seed-notes port, mmdet FPN and PAFPN;
 - deploy: detectors and necks again, every one folded for inference with
   ``rfcr.deploy.switch_to_deploy`` (BN into convs for mmdet's and the port's too;
-  YOLO-ReT's linear maps composed).
+  YOLO-ReT's linear maps composed);
+- efficientnet: at 416 (13/10 of ``--input-size``), the full EfficientNet-B3 + FPN/PAN, the
+  truncated one + RFCR and YOLO-ReT-EB3 (COCO heads), as built and, in a second group, all
+  three folded.
 
 Like is compared with like: the first three groups run every model as built (unfolded),
 the deploy group every model folded, and ``--runtime`` runs every model of every group on
@@ -48,7 +51,7 @@ from rfcr.deploy.runtime import EXPORTED_RUNTIMES
 from rfcr.tools.summary import parse_size, positive_int
 
 REPO = Path(__file__).resolve().parents[2]
-SUITES = ('ablation', 'detectors', 'necks', 'deploy')
+SUITES = ('ablation', 'detectors', 'necks', 'deploy', 'efficientnet')
 ABLATION_ROWS = (  # (label, config file suffix) in Table 4's order
     ('full (baseline)', 'full_fpnpan'),
     ('+truncation', 'trunc_fpnpan'),
@@ -183,6 +186,40 @@ def _seed_port():
     return port
 
 
+# The paper's EfficientNet-B3 models (COCO), in Table 4's order, then the released graph.
+EFFICIENTNET_ROWS = (
+    ('EB3 full + FPN/PAN',
+     'configs/ablation/yoloret_efficientnet-b3-full_fpnpan_2xb8-416-250e_coco.py'),
+    ('EB3 trunc+RFCR', 'configs/ablation/yoloret_efficientnet-b3-trunc_rfcr_2xb8-416-250e_coco.py'),
+    ('YOLO-ReT-EB3', 'configs/yoloret/yoloret_efficientnet-b3_rfcr_2xb8-416-250e_coco.py'),
+)
+
+
+def image_416(batch: int, size: tuple[int, int]) -> tuple:
+    """A detector's input at 13/10 of ``size``: 416x416, the paper's EfficientNet-B3 size, at
+    the default 320."""
+    return image(batch, (size[0] * 13 // 10, size[1] * 13 // 10))
+
+
+def efficientnet_group(deployed: bool = False) -> Group:
+    """The EfficientNet-B3 models as built or (``deployed``) every one folded."""
+    suffix = ' (folded)' if deployed else ''
+    candidates = []
+    for label, path in EFFICIENTNET_ROWS:
+        build = config_builder(path)
+        candidates.append(Candidate(f'{label}{suffix}', 'YOLO-ReT EB3',
+                                    partial(_deployed, build) if deployed else build, image_416,
+                                    source=path))
+    how = ('every model folded by rfcr.deploy.switch_to_deploy' if deployed
+           else 'every model as built (unfolded)')
+    return Group(
+        f'efficientnet{"-deploy" if deployed else ""}', baseline=f'EB3 full + FPN/PAN{suffix}',
+        repeats=20, candidates=candidates,
+        note=f'EfficientNet-B3 at 416x416 (13/10 of --input-size), COCO heads, {how}: the '
+             'full backbone + FPN/PAN (Table 4 baseline), truncation + RFCR, and YOLO-ReT-EB3 '
+             '(+ the stride-4 shortcut, the released graph); ratios vs the full baseline.')
+
+
 def necks_group() -> Group:
     c = list(NECK_CHANNELS)
     return Group(
@@ -232,6 +269,8 @@ def default_suite(suites: Sequence[str] = SUITES, runtimes: Sequence[str] = ()) 
             Target('folded: YOLO-ReT-M0.75 <= 0.75x yolov3_mobilenetv2_320', 'deploy',
                    yoloret, 'yolov3_mobilenetv2_320 (folded)', '<=', 0.75),
         ]
+    if 'efficientnet' in suites:
+        groups += [efficientnet_group(), efficientnet_group(deployed=True)]
     targets += [dataclasses.replace(t, runtime=rt) for rt in runtimes for t in targets]
     return Suite(groups, targets)
 
@@ -279,8 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'in the same rounds as PyTorch eager; each model is compared with '
                         'its reference on the same runtime (default: eager only)')
     parser.add_argument('--repeats', type=positive_int,
-                        help='timed rounds per group (default: 30 for detectors, 300 for '
-                        'necks)')
+                        help='timed rounds per group (default: each group\'s own, e.g. 30 for '
+                        'detectors, 300 for necks, 20 for EfficientNet-B3)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed rounds (default: 3)')
     parser.add_argument('--no-peak-memory', action='store_true',
                         help='skip the (profiled) peak-memory pass')

@@ -146,7 +146,8 @@ def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
 def test_default_suite_is_complete():
     suite = bench.default_suite()
     assert [g.name for g in suite.groups] == ['ablation-M0.75', 'ablation-M1.4',
-                                              'detectors-COCO', 'necks', 'deploy']
+                                              'detectors-COCO', 'necks', 'deploy',
+                                              'efficientnet', 'efficientnet-deploy']
     for group in suite.groups:
         for cand in group.candidates:
             if cand.source.endswith('.py') and '::' not in cand.source:
