@@ -5,6 +5,8 @@ from setuptools import find_packages, setup
 
 version = {}
 exec(Path(__file__).with_name('rfcr').joinpath('version.py').read_text(), version)
+DEPLOY = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2', 'openvino>=2026.4,<2027',
+          'nncf>=3.4,<3.5']
 
 setup(
     name='rfcr',
@@ -28,9 +30,10 @@ setup(
         'matplotlib',  # rfcr-bench's plot
     ],
     extras_require={
-        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
-        'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6',
-                'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
+        # ONNX export and ONNX Runtime; OpenVINO (IR, CPU plugin) and NNCF (its INT8
+        # post-training quantization); versions these were tested with.
+        'deploy': DEPLOY,
+        'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6'] + DEPLOY,
     },
     entry_points={
         'console_scripts': [
