@@ -43,6 +43,7 @@ setup(
             'rfcr-bench = rfcr.tools.bench:main',
             'rfcr-summary = rfcr.tools.summary:main',
             'rfcr-export = rfcr.tools.export:main',
+            'rfcr-quantize = rfcr.tools.quantize:main',
         ],
     },
     classifiers=[

@@ -36,7 +36,7 @@ from .fold import switch_to_deploy
 from .session import ExportedModel
 
 __all__ = ['EXPORTED_RUNTIMES', 'RUNTIMES', 'available_runtimes', 'compiled_runner',
-           'deploy_runners', 'exported_runner', 'runtime_runner', 'torch_runner']
+           'deploy_runners', 'exported_file_runner', 'runtime_runner', 'torch_runner']
 
 # Where a model runs besides PyTorch eager ('torch'): ONNX Runtime and OpenVINO run it
 # exported (rfcr.deploy.export), 'compile' is torch.compile (inductor) on CPU.
@@ -76,7 +76,7 @@ def torch_runner(module: nn.Module, inputs: Sequence[Tensor],
     return run
 
 
-def exported_runner(runtime: str, module: nn.Module, inputs: Sequence[Tensor],
+def exported_file_runner(runtime: str, module: nn.Module, inputs: Sequence[Tensor],
                     threads: Optional[int] = None, opset: int = DEFAULT_OPSET,
                     path: Optional[str | os.PathLike] = None) -> Callable[[], object]:
     """A no-argument callable running ``module(*inputs)`` exported (static shapes) to
@@ -146,7 +146,7 @@ def runtime_runner(runtime: str, module: nn.Module, inputs: Sequence[Tensor],
     :data:`EXPORTED_RUNTIMES`, with ``threads`` intra-op threads; ``path``: where the
     exported file goes (ONNX Runtime and OpenVINO; a temporary file by default)."""
     if runtime in ('onnxruntime', 'openvino'):
-        return exported_runner(runtime, module, inputs, threads, path=path)
+        return exported_file_runner(runtime, module, inputs, threads, path=path)
     if runtime == 'compile':
         return compiled_runner(module, inputs, threads)
     raise ValueError(f'runtime must be one of {EXPORTED_RUNTIMES}, got {runtime!r}')
