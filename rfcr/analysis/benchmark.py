@@ -38,6 +38,7 @@ from ..deploy.runtime import EXPORTED_RUNTIMES, runtime_runner
 from ..deploy.session import FILE_RUNTIMES, RUNTIME_SUFFIXES, ExportedModel, default_runtime
 from ..utils.config import parameter_counts
 from .flops import count_macs
+from .profile import Profile, profile_runtime
 from .latency import (MEMORY_FORMATS, Stats, best_format, interleaved_timings, paired_ratio,
                       peak_memory, synchronizer)
 
@@ -189,6 +190,21 @@ def exported_runner(runtime: str, cand: Candidate, model: nn.Module, inputs: tup
     flat, rebuild = _flatten_inputs(inputs)
     wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
     return runtime_runner(runtime, wrapper, flat, threads)
+
+
+def profile_candidate(cand: Candidate, runtime: str, settings: Settings,
+                      memory_format: str = 'contiguous') -> Profile:
+    """Where ``cand``'s time goes on ``runtime`` (``'eager'`` in ``memory_format``, or an
+    exported runtime): :func:`rfcr.analysis.profile.profile_runtime`."""
+    model = cand.build()
+    model.eval()
+    flat, rebuild = _flatten_inputs(cand.make_inputs(settings.batch_size, settings.input_size))
+    wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
+    if runtime == EAGER:
+        fmt = MEMORY_FORMATS[memory_format]
+        wrapper = wrapper.to(memory_format=fmt)
+        flat = tuple(_to(x, torch.device('cpu'), fmt) for x in flat)
+    return profile_runtime(runtime, wrapper, flat, settings.threads, name=cand.name)
 
 
 def _params_by_part(model: nn.Module) -> dict:

@@ -18,7 +18,10 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,13 +38,18 @@ DEFAULT_RUNTIMES = {'.onnx': 'onnxruntime', '.xml': 'openvino'}
 
 
 def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
-                providers: Sequence[str] = ('CPUExecutionProvider', )):
+                providers: Sequence[str] = ('CPUExecutionProvider', ),
+                profile_prefix: Optional[str] = None):
     """An ONNX Runtime inference session with all graph optimizations, running the
     graph's nodes one after another on ``threads`` intra-op threads (ORT's default when
-    ``None``) that sleep rather than spin when idle."""
+    ``None``) that sleep rather than spin when idle; with ``profile_prefix``, recording
+    each node's time (ORT's profiler, written to ``{profile_prefix}*.json``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
@@ -54,14 +62,16 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
     return ort.InferenceSession(os.fspath(path), options, providers=list(providers))
 
 
-def openvino_model(path: str | os.PathLike, threads: Optional[int] = None):
+def openvino_model(path: str | os.PathLike, threads: Optional[int] = None,
+                   profile: bool = False):
     """An OpenVINO model (``.xml`` IR or ``.onnx``) compiled for the CPU plugin: one
     stream, latency-oriented, FP32 arithmetic (INT8 where the graph is quantized), on
-    ``threads`` threads (OpenVINO's default when ``None``)."""
+    ``threads`` threads (OpenVINO's default when ``None``); with ``profile``, counting
+    each node's time (``PERF_COUNT``)."""
     import openvino as ov
 
     config = {'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': '1',
-              'INFERENCE_PRECISION_HINT': 'f32'}
+              'INFERENCE_PRECISION_HINT': 'f32', 'PERF_COUNT': bool(profile)}
     if threads is not None:
         config['INFERENCE_NUM_THREADS'] = threads
     return ov.Core().compile_model(os.fspath(path), 'CPU', config)
@@ -93,7 +103,7 @@ class ExportedModel:
     """
 
     def __init__(self, path: str | os.PathLike, runtime: Optional[str] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, profile: bool = False) -> None:
         self.path = os.fspath(path)
         self.runtime = runtime or default_runtime(path)
         if self.runtime not in FILE_RUNTIMES:
@@ -104,14 +114,16 @@ class ExportedModel:
                              f'files, got {self.path!r}')
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f'model file {self.path!r}: no such file')
+        self._profile_dir = tempfile.mkdtemp(prefix='rfcr-profile-') if profile else None
         if self.runtime == 'onnxruntime':
-            self._session = ort_session(self.path, threads)
+            prefix = self._profile_dir and os.path.join(self._profile_dir, 'ort')
+            self._session = ort_session(self.path, threads, profile_prefix=prefix)
             inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
             self.input_names = [i.name for i in inputs]
             self.output_names = [o.name for o in outputs]
             self.input_shapes = [_dims(i.shape) for i in inputs]
         else:
-            self._compiled = openvino_model(self.path, threads)
+            self._compiled = openvino_model(self.path, threads, profile)
             self._request = self._compiled.create_infer_request()
             self.input_names = [i.get_any_name() for i in self._compiled.inputs]
             self.output_names = [o.get_any_name() for o in self._compiled.outputs]
@@ -142,6 +154,29 @@ class ExportedModel:
             return self._session.run(None, dict(zip(self.input_names, arrays)))
         result = self._request.infer(list(arrays))
         return [result[o] for o in self._compiled.outputs]
+
+    def node_times(self, arrays: Sequence[np.ndarray], runs: int
+                   ) -> list[tuple[str, float]]:
+        """Run ``runs`` times (a model loaded with ``profile=True``) and return every node
+        execution as ``(op type, seconds)``: ONNX Runtime's kernel times (once per
+        model: its profile ends here), OpenVINO's executed nodes after its fusions
+        (layout reorders included)."""
+        if self._profile_dir is None:
+            raise RuntimeError(f'{self!r} was not loaded with profile=True')
+        records = []
+        for _ in range(runs):
+            self.run(arrays)
+            if self.runtime == 'openvino':
+                records += [(p.node_type, p.real_time.total_seconds())
+                            for p in self._request.profiling_info
+                            if p.status == p.Status.EXECUTED]
+        if self.runtime == 'onnxruntime':
+            with open(self._session.end_profiling()) as f:
+                events = json.load(f)
+            records = [(e['args']['op_name'], e['dur'] * 1e-6) for e in events
+                       if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
+            shutil.rmtree(self._profile_dir, ignore_errors=True)
+        return records
 
     def __call__(self, *inputs: torch.Tensor | np.ndarray) -> list[np.ndarray]:
         return self.run(self.feeds(inputs))

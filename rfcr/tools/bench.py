@@ -11,10 +11,13 @@ Default suite (no data, no GPU, random weights; 320x320, batch 1, all cores):
   YOLO-ReT's linear maps composed).
 
 Like is compared with like: the first three groups run every model as built (unfolded),
-the deploy group every model folded, and ``--runtime`` runs every model of every group on
-that runtime too, each compared with its reference on the same runtime. Then the targets
-are checked on the measured ratios. ``--configs`` benchmarks any mmdet configs instead
-(the first, or ``--baseline``, is the reference).
+the deploy group every model folded, and ``--runtime`` (ONNX Runtime, OpenVINO,
+torch.compile) runs every model of every group on each runtime too, in the same rounds,
+each compared with its reference on the same runtime. Then the targets are checked on the
+measured ratios, per runtime and on each model's best runtime; ``--profile`` shows where
+the time goes for every target not met. ``--configs`` benchmarks any mmdet configs
+instead (the first, or ``--baseline``, is the reference); ``--models`` times exported
+files (e.g. FP32 and INT8 from ``rfcr-quantize``).
 
 Output: a markdown table on stdout; bench.json, bench.csv, bench.md and bench.png in
 ``--out-dir``. Read ratios, not milliseconds: every ratio compares two models timed in the
@@ -22,10 +25,11 @@ same rounds. Needs a repository checkout for the default suite (configs/, benchm
 
 Examples::
 
-    rfcr-bench                                    # the default suite (make bench)
+    rfcr-bench                                    # the default suite, eager only
     rfcr-bench --suite necks --threads 1
     rfcr-bench --suite detectors deploy --runtime onnxruntime   # + ONNX Runtime tables
     rfcr-bench --runtime installed                # + every runtime installed (make bench)
+    rfcr-bench --suite deploy --runtime openvino compile --profile
     rfcr-bench --models fp32.onnx int8.onnx fp32.xml int8.xml  # exported files, FP32 vs INT8
     rfcr-bench --configs mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py \\
         configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py
@@ -300,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='timed rounds per group (default: 30 for detectors, 300 for '
                         'necks)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed rounds (default: 3)')
+    parser.add_argument('--profile', action='store_true',
+                        help='for every target not met, profile both of its rows on its '
+                        'runtime: time per op type, node count, time in short nodes and '
+                        'outside nodes (what fragmentation costs)')
     parser.add_argument('--no-peak-memory', action='store_true',
                         help='skip the (profiled) peak-memory pass')
     parser.add_argument('--out-dir', default='work_dirs/bench',
@@ -365,6 +373,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
     table = markdown(rows, groups, targets, meta)
     result = dict(meta=meta, groups=groups, rows=rows, targets=targets,
                   timings_s={g: {n: t for n, t in ts.items()} for g, ts in times.items()})
+    if args.profile:
+        profiles = profile_unmet(suite, rows, targets, settings)
+        result['profiles'] = [p.as_dict() for p in profiles]
+        if profiles:
+            from rfcr.analysis.profile import SHORT_NODE_US, format_profiles
+            table += ('\n\n**Profiles** of the rows of every target not met, on its runtime '
+                      '(one inference, averaged over 20 profiled runs; eager in the row\'s '
+                      f'faster memory format). Nodes shorter than {SHORT_NODE_US:g} µs and '
+                      'time outside every node are what fragmentation costs; torch.compile\'s '
+                      'own kernels are not itemized and count as outside.\n\n'
+                      + format_profiles(profiles))
     out_dir = Path(args.out_dir)
     paths = write_outputs(out_dir, result, table)
     if not args.no_plot:
@@ -375,6 +394,29 @@ def run(argv: Sequence[str] | None = None) -> dict:
     print(table)
     print('\n' + ', '.join(f'{k}: {p}' for k, p in paths.items()), file=sys.stderr)
     return result
+
+
+def profile_unmet(suite: Suite, rows: Sequence[dict], targets: Sequence[dict],
+                  settings: Settings) -> list:
+    """Profiles of both rows of every target not met, each on the runtime it was judged
+    on (a ``best`` target: each row's best runtime), every (row, runtime) once."""
+    from rfcr.analysis.benchmark import profile_candidate
+    candidates = {(g.name, c.name): c for g in suite.groups for c in g.candidates}
+    formats = {(r['group'], r['name']): r.get('memory_format', 'contiguous') for r in rows}
+    wanted = []
+    for t in targets:
+        if t.get('met') is not False:
+            continue
+        runtimes = t.get('runtimes') or [t['runtime'], t['runtime']]
+        for name, rt in zip((t['a'], t['b']), runtimes):
+            if (t['group'], name, rt) not in wanted:
+                wanted.append((t['group'], name, rt))
+    profiles = []
+    for group, name, rt in wanted:
+        print(f'rfcr-bench: profiling {name} on {rt}', file=sys.stderr)
+        profiles.append(profile_candidate(candidates[(group, name)], rt, settings,
+                                          formats[(group, name)]))
+    return profiles
 
 
 def runtimes_asked(names: Sequence[str]) -> tuple[str, ...]:
