@@ -110,12 +110,16 @@ class ExportedModel:
             raise ValueError(f'runtime must be one of {FILE_RUNTIMES}, got {self.runtime!r}')
         suffix = Path(path).suffix.lower()
         if suffix not in RUNTIME_SUFFIXES[self.runtime]:
-            raise ValueError(f'runtime {self.runtime!r} runs {"/".join(RUNTIME_SUFFIXES[self.runtime])} '
-                             f'files, got {self.path!r}')
+            raise ValueError(f'runtime {self.runtime!r} runs '
+                             f'{"/".join(RUNTIME_SUFFIXES[self.runtime])} files, got '
+                             f'{self.path!r}')
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f'model file {self.path!r}: no such file')
-        self._profile_dir = tempfile.mkdtemp(prefix='rfcr-profile-') if profile else None
+        self._profile = profile
+        self._profile_dir = None
         if self.runtime == 'onnxruntime':
+            if profile:  # ORT writes its profile to a file
+                self._profile_dir = tempfile.mkdtemp(prefix='rfcr-profile-')
             prefix = self._profile_dir and os.path.join(self._profile_dir, 'ort')
             self._session = ort_session(self.path, threads, profile_prefix=prefix)
             inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -161,7 +165,7 @@ class ExportedModel:
         execution as ``(op type, seconds)``: ONNX Runtime's kernel times (once per
         model: its profile ends here), OpenVINO's executed nodes after its fusions
         (layout reorders included)."""
-        if self._profile_dir is None:
+        if not self._profile:
             raise RuntimeError(f'{self!r} was not loaded with profile=True')
         records = []
         for _ in range(runs):
