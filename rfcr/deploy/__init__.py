@@ -16,5 +16,5 @@ from .hooks import SwitchToDeployHook
 from .rfcr import DeployRFCR
 
 __all__ = ['ConvAct', 'DEPLOY_FORMS', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE',
-           'DeployYOLOReTNeck', 'ExportedDetector', 'FusedConv', 'SwitchToDeployHook', 'deploy_refusals',
-           'fold_bn', 'fold_with_report', 'switch_to_deploy']
+           'DeployYOLOReTNeck', 'ExportedDetector', 'FusedConv', 'SwitchToDeployHook',
+           'deploy_refusals', 'fold_bn', 'fold_with_report', 'switch_to_deploy']

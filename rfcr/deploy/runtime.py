@@ -103,9 +103,9 @@ def compiled_runner(module: nn.Module, inputs: Sequence[Tensor],
 
     The graph is compiled here, for ``threads`` threads (inductor bakes the count into
     its kernels; the current ``torch.get_num_threads()`` when ``None``), and the runner
-    runs with that many: compiling takes seconds to minutes, the runner's calls do not. The whole forward must compile
-    to one graph (``fullgraph=True``): a graph break raises instead of silently running
-    pieces in eager.
+    runs with that many: compiling takes seconds to minutes, the runner's calls do not.
+    The whole forward must compile to one graph (``fullgraph=True``): a graph break
+    raises instead of silently running pieces in eager.
     """
     module = module.eval()
     inputs = tuple(inputs)

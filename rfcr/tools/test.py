@@ -41,8 +41,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     exported = args.checkpoint.lower().endswith(EXPORTED_SUFFIXES)
     if not exported and (args.runtime or args.threads is not None):
-        parser.error(f'--runtime and --threads run an exported model ({"/".join(EXPORTED_SUFFIXES)}), '
-                     f'got the checkpoint {args.checkpoint!r}')
+        parser.error('--runtime and --threads run an exported model '
+                     f'({"/".join(EXPORTED_SUFFIXES)}), got the checkpoint {args.checkpoint!r}')
     if exported and args.deploy:
         parser.error('--deploy folds a PyTorch checkpoint; export with rfcr-export --deploy '
                      'instead')

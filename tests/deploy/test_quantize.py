@@ -159,12 +159,14 @@ def test_bad_input_is_refused_and_writes_nothing(trained, tmp_path, capsys):
         ([str(coco80), str(out / 'm.onnx')],
          rf"(?s)CHECKPOINT '{coco80}' does not fit the model of .*synthetic.py: The model and "
          r"loaded state dict do not match.*size mismatch for neck.1.*\.\.\. and \d+ more$"),
-        ([checkpoint, str(out / 'm.onnx'), '--cfg-options', f'val_dataloader.dataset.ann_file={empty}'],
+        ([checkpoint, str(out / 'm.onnx'), '--cfg-options',
+          f'val_dataloader.dataset.ann_file={empty}'],
          r"--calib 100 --split val: the val split \(.*empty.json\) holds 0 images; 100 "
          r"calibration images were asked for"),
         ([checkpoint, str(out / 'm.onnx'), '--calib', '5'],
          r'the val split .* holds 4 images; 5 calibration images were asked for'),
-        ([str(tmp_path / 'nope.pth'), str(out / 'm.onnx')], r"CHECKPOINT '.*nope.pth': no such file"),
+        ([str(tmp_path / 'nope.pth'), str(out / 'm.onnx')],
+         r"CHECKPOINT '.*nope.pth': no such file"),
     ]
     for argv, message in cases:
         if '--cfg-options' not in argv:
