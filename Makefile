@@ -22,9 +22,9 @@ demo:
 	$(VENV)/bin/rfcr-train $(DEMO_CONFIG) --work-dir $(DEMO_WORK)
 
 ## bench: rfcr-bench's default suite (no data, no GPU) on eager PyTorch and every runtime installed
-## (ONNX Runtime, OpenVINO, torch.compile) -> docs/bench/
+## (ONNX Runtime, OpenVINO, torch.compile), with profiles of every target not met -> docs/bench/
 bench:
-	$(VENV)/bin/rfcr-bench --runtime installed --out-dir docs/bench
+	$(VENV)/bin/rfcr-bench --runtime installed --profile --out-dir docs/bench
 
 ## int8: FP32 vs INT8 of the demo checkpoint (after make demo): mAP on its validation set and
 ## latency, ONNX Runtime and OpenVINO -> docs/bench/int8/

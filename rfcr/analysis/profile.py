@@ -84,8 +84,15 @@ def _summarize(name: str, runtime: str, records: Sequence[tuple[str, float]], ru
                    by_type=ordered)
 
 
+def _is_op(name: str) -> bool:
+    """A dispatched operator (``aten::conv2d``, ``mkldnn::_convolution_pointwise``, ...),
+    not a profiler range such as ``Torch-Compiled Region: 0/0``."""
+    return '::' in name and not name.startswith('#')
+
+
 def _torch_records(fn: Callable[[], object], runs: int) -> tuple[list, list]:
-    """aten ops called from outside any other aten op, over ``runs`` calls of ``fn``."""
+    """Operators called from outside any other operator (aten, mkldnn, ...), over
+    ``runs`` calls of ``fn``."""
     from torch.profiler import ProfilerActivity, profile
     walls = []
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -94,8 +101,8 @@ def _torch_records(fn: Callable[[], object], runs: int) -> tuple[list, list]:
             fn()
             walls.append(time.perf_counter() - t0)
     records = [(e.name, e.cpu_time_total * 1e-6) for e in prof.events()
-               if e.name.startswith('aten::')
-               and not (e.cpu_parent is not None and e.cpu_parent.name.startswith('aten::'))]
+               if _is_op(e.name)
+               and not (e.cpu_parent is not None and _is_op(e.cpu_parent.name))]
     return records, walls
 
 
