@@ -5,7 +5,7 @@ DEMO_CONFIG := configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthet
 DEMO_DATA := data/synthetic
 DEMO_WORK := work_dirs/demo
 
-.PHONY: setup test demo bench
+.PHONY: setup test demo bench int8
 
 ## setup: create .venv with torch, mmcv (compiled ops, wheel cached in ~/.cache/rfcr), mmdet, rfcr
 setup:
@@ -21,6 +21,13 @@ demo:
 		$(VENV)/bin/rfcr-make-data --out $(DEMO_DATA)
 	$(VENV)/bin/rfcr-train $(DEMO_CONFIG) --work-dir $(DEMO_WORK)
 
-## bench: rfcr-bench's default suite (no data, no GPU) + ONNX Runtime rows -> docs/bench/
+## bench: rfcr-bench's default suite (no data, no GPU) on eager PyTorch and every runtime installed
+## (ONNX Runtime, OpenVINO, torch.compile), with profiles of every target not met -> docs/bench/
 bench:
-	$(VENV)/bin/rfcr-bench --runtime onnxruntime --out-dir docs/bench
+	$(VENV)/bin/rfcr-bench --runtime installed --profile --out-dir docs/bench
+
+## int8: FP32 vs INT8 of the demo checkpoint (after make demo): mAP on its validation set and
+## latency, ONNX Runtime and OpenVINO -> docs/bench/int8/
+int8:
+	$(PY) benchmarks/int8.py --config $(DEMO_CONFIG) --checkpoint $(DEMO_WORK)/epoch_3.pth \
+		--out-dir docs/bench/int8

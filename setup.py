@@ -5,6 +5,8 @@ from setuptools import find_packages, setup
 
 version = {}
 exec(Path(__file__).with_name('rfcr').joinpath('version.py').read_text(), version)
+DEPLOY = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2', 'openvino>=2026.4,<2027',
+          'nncf>=3.4,<3.5']
 
 setup(
     name='rfcr',
@@ -29,11 +31,12 @@ setup(
         'h5py',  # rfcr-convert reads Keras HDF5 weights (no TensorFlow)
     ],
     extras_require={
-        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
-        'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6',
-                'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2',
-                # Keras references for the converter tests, timm for its MobileNetV2 layout
-                'tensorflow-cpu==2.21.*', 'tf-keras==2.21.*', 'timm'],
+        # ONNX export and ONNX Runtime; OpenVINO (IR, CPU plugin) and NNCF (its INT8
+        # post-training quantization); versions these were tested with.
+        'deploy': DEPLOY,
+        'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6'] + DEPLOY + [
+            # Keras references for the converter tests, timm for its MobileNetV2 layout
+            'tensorflow-cpu==2.21.*', 'tf-keras==2.21.*', 'timm'],
     },
     entry_points={
         'console_scripts': [
@@ -44,6 +47,7 @@ setup(
             'rfcr-summary = rfcr.tools.summary:main',
             'rfcr-export = rfcr.tools.export:main',
             'rfcr-convert = rfcr.tools.convert:main',
+            'rfcr-quantize = rfcr.tools.quantize:main',
         ],
     },
     classifiers=[

@@ -1,7 +1,8 @@
-"""Eager vs deploy-folded vs ONNX Runtime latency of RFCR and the YOLO-ReT-M0.75 detector.
+"""Eager vs deploy-folded vs exported latency of RFCR and the YOLO-ReT-M0.75 detector.
 
     python benchmarks/deploy_latency.py                # 320x320, batch 1, 1 thread
     python benchmarks/deploy_latency.py --size 416 --threads 2 --runs 50
+    python benchmarks/deploy_latency.py --runtimes torch onnxruntime openvino compile
 
 Weights are random (nothing is downloaded), with BN statistics calibrated on random
 images so activations have the magnitudes of a trained network, and signed fusion
@@ -21,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from rfcr.analysis.latency import format_latency_table, measure_deploy_latency
 from rfcr.deploy.export import detector_wrapper, neck_wrapper
+from rfcr.deploy.runtime import RUNTIMES
 from rfcr.models import RFCR
 from rfcr.utils.config import build_model
 
@@ -51,6 +53,9 @@ def main() -> None:
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--threads', type=int, default=1,
                         help='intra-op threads of PyTorch and ONNX Runtime')
+    parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES,
+                        default=['torch', 'onnxruntime'],
+                        help='torch (eager) and the exported runtimes to time')
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--runs', type=int, default=30)
     args = parser.parse_args()
@@ -70,7 +75,7 @@ def main() -> None:
     for name, module, inputs in (('RFCR', neck_wrapper(rfcr), feats),
                                  ('YOLO-ReT detector', detector_wrapper(detector), (x, ))):
         rows = measure_deploy_latency(module, inputs, warmup=args.warmup, runs=args.runs,
-                                      threads=args.threads)
+                                      threads=args.threads, runtimes=args.runtimes)
         print(f'\n{name}\n{format_latency_table(rows)}')
 
 

@@ -26,6 +26,8 @@ import copy
 import math
 import statistics
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -33,8 +35,10 @@ from torch import nn
 
 from ..deploy.export import OnnxWrapper
 from ..deploy.runtime import EXPORTED_RUNTIMES, runtime_runner
+from ..deploy.session import FILE_RUNTIMES, RUNTIME_SUFFIXES, ExportedModel, default_runtime
 from ..utils.config import parameter_counts
 from .flops import count_macs
+from .profile import Profile, profile_runtime
 from .latency import (MEMORY_FORMATS, Stats, best_format, interleaved_timings, paired_ratio,
                       peak_memory, synchronizer)
 
@@ -99,8 +103,9 @@ class Settings:
     warmup: int = 3
     repeats: Optional[int] = None  # None: each group's own
     peak_memory: bool = True
-    # Runtimes besides PyTorch eager (rfcr.deploy.runtime.RUNTIMES): every candidate (as
-    # built: folded or not) also runs there, in the same rounds as eager.
+    # Runtimes besides PyTorch eager (rfcr.deploy.runtime.EXPORTED_RUNTIMES: ONNX Runtime,
+    # OpenVINO, torch.compile): every candidate (as built: folded or not) also runs there,
+    # in the same rounds as eager.
     runtimes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -185,6 +190,21 @@ def exported_runner(runtime: str, cand: Candidate, model: nn.Module, inputs: tup
     flat, rebuild = _flatten_inputs(inputs)
     wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
     return runtime_runner(runtime, wrapper, flat, threads)
+
+
+def profile_candidate(cand: Candidate, runtime: str, settings: Settings,
+                      memory_format: str = 'contiguous') -> Profile:
+    """Where ``cand``'s time goes on ``runtime`` (``'eager'`` in ``memory_format``, or an
+    exported runtime): :func:`rfcr.analysis.profile.profile_runtime`."""
+    model = cand.build()
+    model.eval()
+    flat, rebuild = _flatten_inputs(cand.make_inputs(settings.batch_size, settings.input_size))
+    wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
+    if runtime == EAGER:
+        fmt = MEMORY_FORMATS[memory_format]
+        wrapper = wrapper.to(memory_format=fmt)
+        flat = tuple(_to(x, torch.device('cpu'), fmt) for x in flat)
+    return profile_runtime(runtime, wrapper, flat, settings.threads, name=cand.name)
 
 
 def _params_by_part(model: nn.Module) -> dict:
@@ -299,12 +319,16 @@ def num_steps(group: Group, settings: Settings) -> int:
                                                     + (settings.repeats or group.repeats))
 
 
+BEST = 'best'  # a Target's runtime: each row on its own fastest runtime
+
+
 @dataclass
 class Target:
-    """A claim checked on measured ratios: ``a / b`` (paired, same group, same runtime) vs
+    """A claim checked on measured ratios: ``a / b`` (paired, same group) vs
     ``threshold``. ``speedup=True`` reports ``b / a`` instead (how many times faster ``a``
     is). Both rows are taken on ``runtime``: ``'eager'`` (each in its faster memory format)
-    or one of the exported runtimes."""
+    or one of the exported runtimes; ``'best'`` takes each row on its own fastest runtime
+    (lowest median), still paired round by round."""
     name: str
     group: str
     a: str
@@ -320,14 +344,23 @@ class Target:
                       threshold=self.threshold, runtime=self.runtime,
                       measure='speed-up' if self.speedup else 'ratio')
         try:
-            ta = times[self.group][self.a][self.runtime]
-            tb = times[self.group][self.b][self.runtime]
+            ta, tb = (self._times(times[self.group][row]) for row in (self.a, self.b))
         except KeyError:
             return dict(result, value=None, met=None)
+        if self.runtime == BEST:
+            result['runtimes'] = [ta[0], tb[0]]
+        ta, tb = ta[1], tb[1]
         r = paired_ratio(tb, ta) if self.speedup else paired_ratio(ta, tb)
         met = {'<': r.median < self.threshold, '<=': r.median <= self.threshold,
                '>': r.median > self.threshold, '>=': r.median >= self.threshold}[self.op]
         return dict(result, value=r.median, p10=r.p10, p90=r.p90, met=bool(met))
+
+    def _times(self, by_runtime: dict[str, list[float]]) -> tuple[str, list[float]]:
+        if self.runtime != BEST:
+            return self.runtime, by_runtime[self.runtime]
+        candidates = [rt for rt in by_runtime if rt not in MEMORY_FORMATS]
+        best = min(candidates, key=lambda rt: statistics.median(by_runtime[rt]))
+        return best, by_runtime[best]
 
 
 def finite_ratios(rows: Sequence[dict]) -> bool:
@@ -341,3 +374,46 @@ class Suite:
     """Groups and the targets checked on them."""
     groups: list[Group]
     targets: list[Target] = field(default_factory=list)
+
+
+def run_files(paths: Sequence[str], settings: Settings,
+              progress: Optional[Callable[[str, int], None]] = None
+              ) -> tuple[list[dict], dict[str, list[float]]]:
+    """Time exported model files (``.onnx``, OpenVINO ``.xml``; e.g. an FP32 graph and its
+    INT8 version from ``rfcr-quantize``) in one interleaved run, each on every runtime of
+    ``settings.runtimes`` that reads it (its default runtime when there are none), on a
+    random ``settings.batch_size x 3 x settings.input_size`` image batch.
+
+    Each row's ratio is against the first file run on the same runtime.
+
+    Returns:
+        ``(rows, times)``: a dict per (file, runtime) with ``name``, ``path``, ``runtime``,
+        ``ref``, ``latency_ms`` and ``ratio_vs_ref``, and the seconds per round of each
+        row by name.
+    """
+    progress = progress or (lambda msg, steps: None)
+    runtimes = [rt for rt in settings.runtimes if rt in FILE_RUNTIMES]
+    if settings.runtimes and not runtimes:
+        raise ValueError(f'model files run on {FILE_RUNTIMES}, got runtimes '
+                         f'{settings.runtimes}')
+    image = torch.rand(settings.batch_size, 3, *settings.input_size)
+    rows, runners, refs = [], {}, {}
+    for path in paths:
+        readers = [rt for rt in runtimes if Path(path).suffix.lower() in RUNTIME_SUFFIXES[rt]]
+        for rt in readers or ([] if runtimes else [default_runtime(path)]):
+            model = ExportedModel(path, rt, settings.threads)
+            feeds = model.feeds((image, ))  # refuses an input the graph does not take
+            name = f'{Path(path).name} ({rt})'
+            runners[name] = partial(model.run, feeds)
+            refs.setdefault(rt, name)
+            rows.append(dict(name=name, path=str(path), runtime=rt, ref=refs[rt]))
+            progress(f'prepared {name}', 1)
+    if not rows:
+        raise ValueError(f'none of {list(paths)} runs on {runtimes}')
+    times = interleaved_timings(
+        runners, repeats=settings.repeats or 30, warmup=settings.warmup,
+        on_round=lambda r: progress(f'round {r + 1}', len(runners)))
+    for row in rows:
+        row['latency_ms'] = _stats_ms(times[row['name']])
+        row['ratio_vs_ref'] = _ratio(times[row['name']], times[row['ref']])
+    return rows, times

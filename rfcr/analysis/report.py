@@ -21,7 +21,15 @@ RATIO_NOTE = ('x ref: median over rounds of (this row / its reference row), both
               'the same interleaved rounds on the same runtime (eager: each in its faster '
               'memory format); in brackets the 10th-90th percentile of the per-round ratio, '
               'i.e. how noisy the machine was. Below 1: faster than the reference.')
-RUNTIME_NAMES = {'eager': 'PyTorch eager', 'onnxruntime': 'ONNX Runtime'}
+RUNTIME_NAMES = {'eager': 'PyTorch eager', 'onnxruntime': 'ONNX Runtime',
+                 'openvino': 'OpenVINO', 'compile': 'torch.compile'}
+# How each runtime gets the model (the first table of its group holds the model as built).
+RUNTIME_HOW = {'onnxruntime': 'exported to ONNX (opset 17, static shapes), ONNX Runtime CPU '
+                              'session, all graph optimizations',
+               'openvino': 'the same ONNX graph read by OpenVINO, CPU plugin, FP32, latency '
+                           'hint, one stream',
+               'compile': 'torch.compile (inductor, CPU, static shapes, weights frozen, one '
+                          'graph)'}
 
 CSV_FIELDS = ('group', 'name', 'family', 'source', 'ref', 'memory_format', 'params_total',
               'params_backbone', 'params_neck', 'params_head', 'macs_total', 'macs_backbone',
@@ -92,9 +100,10 @@ def _runtime_table(group: str, rows: Sequence[dict]) -> list[str]:
     if not runtimes:
         return []
     names = ', '.join(RUNTIME_NAMES.get(rt, rt) for rt in runtimes)
-    lines = [f'{group} on {names}: each model as above, exported (ONNX opset 17, static '
-             'shapes) and run on CPU in the same rounds as eager; x ref against the '
-             'reference on the same runtime.', '',
+    how = '; '.join(f'{RUNTIME_NAMES.get(rt, rt)}: {RUNTIME_HOW.get(rt, rt)}'
+                    for rt in runtimes)
+    lines = [f'{group} on {names}: each model as above, run on CPU in the same rounds as '
+             f'eager ({how}); x ref against the reference on the same runtime.', '',
              '| model | eager ms (format) | ' + ' | '.join(
                  f'{RUNTIME_NAMES.get(rt, rt)} ms | x ref [p10-p90]' for rt in runtimes)
              + ' | best runtime |',
@@ -147,16 +156,14 @@ def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dic
                      f'{t["value"]:.3f} [{t["p10"]:.2f}-{t["p90"]:.2f}]')
             met = {True: 'yes', False: '**no**', None: '-'}[t.get('met')]
             runtime = RUNTIME_NAMES.get(t['runtime'], t['runtime'])
+            if t.get('runtimes'):  # 'best': each row on its own fastest runtime
+                runtime = 'best: ' + ' / '.join(RUNTIME_NAMES.get(rt, rt)
+                                                for rt in t['runtimes'])
             lines.append(f'| {t["name"]} | {runtime} | {value} | {t["measure"]} {t["op"]} '
                          f'{t["threshold"]:g} | {met} |')
         lines.append('')
-    load = meta.get('load_average_start'), meta.get('load_average_end')
     lines += [
-        f'Measured on {meta["cpu"]} ({meta.get("isa", "ISA not recorded")}; '
-        f'{meta["logical_cpus"]} logical CPUs), {meta["threads"]} thread(s), device {meta.get("gpu", meta["device"])}, torch {meta["torch"]}, mmdet '
-        f'{meta["mmdet"]}, mmcv {meta["mmcv"]}; {meta["date"]}'
-        + (f'; load average {load[0][0]} at start, {load[1][0]} at end' if all(load) else '')
-        + '.',
+        machine_line(meta),
         f'Input {meta["batch_size"]}x3x{meta["input_size"][0]}x{meta["input_size"][1]}, eager '
         'PyTorch, eval mode, torch.inference_mode(), random weights; latency of one forward '
         f'pass (detectors: tensor mode, no pre/post-processing), median and p90 over '
@@ -165,6 +172,34 @@ def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dic
         'how many times faster channels_last ran than contiguous. peak MiB: memory allocated '
         'during the forward pass beyond weights and input.',
         MACS_NOTE, RATIO_NOTE]
+    return '\n'.join(lines)
+
+
+def machine_line(meta: dict) -> str:
+    """What the numbers were measured on, for under a table."""
+    load = meta.get('load_average_start'), meta.get('load_average_end')
+    return (f'Measured on {meta["cpu"]} ({meta.get("isa", "ISA not recorded")}; '
+            f'{meta["logical_cpus"]} logical CPUs), {meta["threads"]} thread(s), device '
+            f'{meta.get("gpu", meta["device"])}, torch {meta["torch"]}, mmdet '
+            f'{meta["mmdet"]}, mmcv {meta["mmcv"]}; {meta["date"]}'
+            + (f'; load average {load[0][0]} at start, {load[1][0]} at end'
+               if all(load) else '') + '.')
+
+
+def files_markdown(rows: Sequence[dict], meta: dict) -> str:
+    """``rfcr-bench --models``: exported model files side by side, per runtime."""
+    lines = ['| model file | runtime | median ms | p90 ms | x ref [p10-p90] | ref |',
+             '|---|---|---:|---:|---:|---|']
+    for r in rows:
+        lat = r['latency_ms']
+        lines.append(f'| {Path(r["path"]).name} | {RUNTIME_NAMES.get(r["runtime"], r["runtime"])} '
+                     f'| {lat["median"]:.2f} | {lat["p90"]:.2f} | '
+                     f'{_ratio_cell(r["ratio_vs_ref"], r["ref"] == r["name"])} | '
+                     f'{r["ref"]} |')
+    lines += ['', machine_line(meta),
+              f'Input {meta["batch_size"]}x3x{meta["input_size"][0]}x{meta["input_size"][1]} '
+              f'(random), median and p90 over {meta["repeats_note"]} interleaved rounds after '
+              f'{meta["warmup"]} warm-up rounds. ' + RATIO_NOTE]
     return '\n'.join(lines)
 
 

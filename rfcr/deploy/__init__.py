@@ -1,17 +1,20 @@
 """Inference speed, explicitly: folding (:func:`switch_to_deploy`), the fused eager layers,
-ONNX export checked with ONNX Runtime (:mod:`rfcr.deploy.export`) and runtime runners
-(:mod:`rfcr.deploy.runtime`). Nothing here changes what ``rfcr.models`` computes.
+ONNX and OpenVINO export checked against PyTorch (:mod:`rfcr.deploy.export`), exported
+files run (:mod:`rfcr.deploy.session`), runtime runners for ONNX Runtime, OpenVINO and
+torch.compile (:mod:`rfcr.deploy.runtime`). Nothing here changes what ``rfcr.models``
+computes.
 
-Only the folding and the hook are imported here; the export and runtime modules need the
-``deploy`` extra (``onnx``, ``onnxruntime``).
+Only the folding and the hook are imported here; the export, session and runtime modules
+need the ``deploy`` extra (``onnx``, ``onnxruntime``, ``openvino``) when they run.
 """
 from .bricks import DeployInvertedResidual, DeploySE
 from .compose import DeployYOLOReTNeck
+from .exported import ExportedDetector
 from .fold import DEPLOY_FORMS, deploy_refusals, fold_with_report, switch_to_deploy
 from .fused import ConvAct, FusedConv, fold_bn
 from .hooks import SwitchToDeployHook
 from .rfcr import DeployRFCR
 
 __all__ = ['ConvAct', 'DEPLOY_FORMS', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE',
-           'DeployYOLOReTNeck', 'FusedConv', 'SwitchToDeployHook', 'deploy_refusals',
-           'fold_bn', 'fold_with_report', 'switch_to_deploy']
+           'DeployYOLOReTNeck', 'ExportedDetector', 'FusedConv', 'SwitchToDeployHook',
+           'deploy_refusals', 'fold_bn', 'fold_with_report', 'switch_to_deploy']

@@ -1,5 +1,5 @@
-"""ONNX export of a detector's raw head outputs (or of its neck alone), checked against
-PyTorch with ONNX Runtime.
+"""ONNX and OpenVINO export of a detector's raw head outputs (or of its neck alone),
+checked against PyTorch with ONNX Runtime or OpenVINO.
 
 The graph is traced with torch's TorchScript-based exporter (``dynamo=False``): the
 exact-size resizes (:func:`rfcr.models.layers.max_pool_to`, ``upsample_to``) choose
@@ -10,15 +10,18 @@ therefore traced at an input whose every pyramid level has an odd size
 (:func:`odd_pyramid_size`): there, each shape-dependent choice takes its ceil path,
 which is exact for every input size of a pyramid whose stride-2 stages output
 ``ceil(n / 2)`` (padded 3x3 stride-2 convs: MobileNetV2, ResNet, ...).
-:func:`verify_onnx` checks the graph at other sizes, odd ones included.
+:func:`verify_exported` checks the graph at other sizes, odd ones included.
 """
 from __future__ import annotations
 
 import copy
 import os
+import shutil
+import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
@@ -26,10 +29,11 @@ from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
 from torch import Tensor, nn
 
 from .fused import plain_conv
+from .session import load_exported
 
 __all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'VerifyResult', 'detector_wrapper', 'export_onnx',
-           'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
-           'ort_session', 'tf_same_traceable', 'verify_onnx']
+           'export_openvino', 'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
+           'openvino_op_counts', 'save_ir', 'tf_same_traceable', 'verify_exported']
 
 DEFAULT_OPSET = 17
 
@@ -175,7 +179,7 @@ def export_onnx(module: nn.Module,
         dynamic_axes = {**_dynamic_axes(input_names, inputs),
                         **_dynamic_axes(output_names, outputs)}
     with warnings.catch_warnings(), torch.no_grad():
-        # Input validation reads shapes in Python; verify_onnx checks the result instead.
+        # Input validation reads shapes in Python; verify_exported checks the result instead.
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX export')
         torch.onnx.export(module, inputs, os.fspath(path), dynamo=False, opset_version=opset,
@@ -185,53 +189,75 @@ def export_onnx(module: nn.Module,
     return input_names, output_names
 
 
+def export_openvino(module: nn.Module,
+                    inputs: Sequence[Tensor],
+                    path: str | os.PathLike,
+                    **onnx_options) -> tuple[list[str], list[str]]:
+    """Export ``module`` to an OpenVINO IR: ``path`` (``.xml``) and its weights beside it
+    (``.bin``), FP32.
+
+    The graph goes through ONNX (:func:`export_onnx`, with ``onnx_options``: names,
+    ``dynamic``, ``opset``), which OpenVINO's ONNX frontend reads: the same traced graph
+    that ONNX Runtime runs, with the same handling of the exact-size resizes. Nothing is
+    written if a step fails.
+
+    Returns:
+        The input and output names.
+    """
+    import openvino as ov
+
+    path = Path(path)
+    if path.suffix != '.xml':
+        raise ValueError(f'an OpenVINO IR is a .xml file (weights in .bin beside it), got '
+                         f'{os.fspath(path)!r}')
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = os.path.join(tmp, 'model.onnx')
+        names = export_onnx(module, inputs, onnx_path, **onnx_options)
+        # FP32 weights: save_model would store FP16 ones by default.
+        ov.save_model(ov.convert_model(onnx_path), os.path.join(tmp, 'model.xml'),
+                      compress_to_fp16=False)
+        save_ir(os.path.join(tmp, 'model.xml'), path)
+    return names
+
+
+def save_ir(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move the OpenVINO IR ``source`` (``.xml`` and its ``.bin``) to ``path``; the
+    ``.xml``, which names its ``.bin`` by its own name, goes last."""
+    source, path = Path(source), Path(path)
+    shutil.move(source.with_suffix('.bin'), path.with_suffix('.bin'))
+    shutil.move(source, path)
+
+
 @dataclass(frozen=True)
 class VerifyResult:
-    """ONNX Runtime against PyTorch on one set of inputs."""
+    """An exported model's runtime against PyTorch on one set of inputs."""
     input_shapes: tuple[tuple[int, ...], ...]
     output_shapes: tuple[tuple[int, ...], ...]
     max_abs_diff: float  # over all outputs; inf when a shape differs
     max_abs_ref: float  # the largest PyTorch output magnitude, for scale
 
 
-def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
-                providers: Sequence[str] = ('CPUExecutionProvider', )):
-    """An ONNX Runtime inference session with all graph optimizations, running the
-    graph's nodes one after another on ``threads`` intra-op threads (ORT's default when
-    ``None``) that sleep rather than spin when idle."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    # No busy-waiting between runs: ORT's idle threads would spin on the cores that the
-    # next (PyTorch) call in an interleaved benchmark needs.
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(os.fspath(path), options, providers=list(providers))
-
-
-def verify_onnx(path: str | os.PathLike,
-                module: nn.Module,
-                input_sets: Iterable[Sequence[Tensor]],
-                threads: Optional[int] = None) -> list[VerifyResult]:
-    """Run the graph at ``path`` with ONNX Runtime and ``module`` (same calling convention
-    as for :func:`export_onnx`) in eval mode on each set of inputs; report the largest
+def verify_exported(path: str | os.PathLike,
+                    module: nn.Module,
+                    input_sets: Iterable[Sequence[Tensor]],
+                    runtime: Optional[str] = None,
+                    threads: Optional[int] = None) -> list[VerifyResult]:
+    """Run the model file at ``path`` (``.onnx``, or OpenVINO ``.xml``) with ``runtime``
+    (by default ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``;
+    :func:`~rfcr.deploy.session.load_exported`) and ``module`` (same calling convention as
+    for :func:`export_onnx`) in eval mode on each set of inputs; report the largest
     absolute difference per set. Deciding what is too large is the caller's."""
-    session = ort_session(path, threads)
-    names = [i.name for i in session.get_inputs()]
+    exported = load_exported(path, runtime, threads)
     module.eval()
     results = []
     for inputs in input_sets:
         inputs = tuple(inputs)
-        if len(inputs) != len(names):
-            raise ValueError(f'the graph takes {len(names)} inputs, got {len(inputs)}')
+        if len(inputs) != len(exported.input_names):
+            raise ValueError(f'the graph takes {len(exported.input_names)} inputs, got '
+                             f'{len(inputs)}')
         with torch.no_grad():
             refs = [r.float().numpy() for r in module(*inputs)]
-        outs = session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})
+        outs = exported(*inputs)
         diff = float('inf')
         if len(outs) == len(refs) and all(o.shape == r.shape for o, r in zip(outs, refs)):
             diff = max((float(abs(o - r).max()) for o, r in zip(outs, refs)), default=0.0)
@@ -246,3 +272,14 @@ def onnx_op_counts(path: str | os.PathLike) -> Counter:
     import onnx
 
     return Counter(n.op_type for n in onnx.load(os.fspath(path)).graph.node)
+
+
+def openvino_op_counts(path: str | os.PathLike) -> Counter:
+    """How many operations of each type the OpenVINO IR at ``path`` holds (parameters,
+    constants and results left out)."""
+    import openvino as ov
+
+    skip = {'Parameter', 'Constant', 'Result'}
+    return Counter(op.get_type_name()
+                   for op in ov.Core().read_model(os.fspath(path)).get_ordered_ops()
+                   if op.get_type_name() not in skip)

@@ -1,5 +1,6 @@
-"""Runners: no-argument callables running one model once, in PyTorch eager or in ONNX
-Runtime, folded or not. Timing them is :mod:`rfcr.analysis.latency`'s job
+"""Runners: no-argument callables running one model once, in PyTorch eager, ONNX Runtime,
+OpenVINO or compiled by ``torch.compile``, folded or not. Timing them is
+:mod:`rfcr.analysis.latency`'s job
 (:func:`~rfcr.analysis.latency.measure_deploy_latency`).
 
 Example:
@@ -20,22 +21,39 @@ Example:
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
+import shutil
 import tempfile
+import types
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .export import DEFAULT_OPSET, export_onnx, ort_session
+from .export import DEFAULT_OPSET, export_onnx, export_openvino
 from .fold import switch_to_deploy
+from .session import ExportedModel
 
-__all__ = ['EXPORTED_RUNTIMES', 'RUNTIMES', 'deploy_runners', 'exported_ort_runner',
-           'ort_runner', 'runtime_runner', 'torch_runner']
+__all__ = ['EXPORTED_RUNTIMES', 'RUNTIMES', 'available_runtimes', 'compiled_runner',
+           'deploy_runners', 'exported_file_runner', 'runtime_runner', 'torch_runner']
 
-# Where a model runs besides PyTorch eager ('torch'): the model is exported to it.
-EXPORTED_RUNTIMES = ('onnxruntime', )
+# Where a model runs besides PyTorch eager ('torch'): ONNX Runtime and OpenVINO run it
+# exported (rfcr.deploy.export), 'compile' is torch.compile (inductor) on CPU.
+EXPORTED_RUNTIMES = ('onnxruntime', 'openvino', 'compile')
 RUNTIMES = ('torch', ) + EXPORTED_RUNTIMES
+
+
+def available_runtimes() -> tuple[str, ...]:
+    """The :data:`EXPORTED_RUNTIMES` this environment can run: ``onnxruntime`` and
+    ``openvino`` where their packages are installed (``onnx`` too, to export), ``compile``
+    where a C++ compiler is on the ``PATH`` (inductor builds its CPU kernels with it)."""
+    have = {name: importlib.util.find_spec(name) is not None
+            for name in ('onnx', 'onnxruntime', 'openvino')}
+    compiler = any(shutil.which(c) for c in (os.environ.get('CXX', 'g++'), 'c++', 'clang++'))
+    usable = {'onnxruntime': have['onnx'] and have['onnxruntime'],
+              'openvino': have['onnx'] and have['openvino'], 'compile': compiler}
+    return tuple(rt for rt in EXPORTED_RUNTIMES if usable[rt])
 
 
 def torch_runner(module: nn.Module, inputs: Sequence[Tensor],
@@ -58,50 +76,94 @@ def torch_runner(module: nn.Module, inputs: Sequence[Tensor],
     return run
 
 
-def ort_runner(session, inputs: Sequence[Tensor]) -> Callable[[], object]:
-    """A no-argument callable running an ONNX Runtime ``session`` on ``inputs``."""
-    feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+def exported_file_runner(runtime: str, module: nn.Module, inputs: Sequence[Tensor],
+                    threads: Optional[int] = None, opset: int = DEFAULT_OPSET,
+                    path: Optional[str | os.PathLike] = None) -> Callable[[], object]:
+    """A no-argument callable running ``module(*inputs)`` exported (static shapes) to
+    ``path`` (``.onnx`` for ONNX Runtime, ``.xml`` for OpenVINO; by default a temporary
+    file removed once the runtime holds the model) and loaded by ``runtime``."""
+    suffix = {'onnxruntime': '.onnx', 'openvino': '.xml'}[runtime]
+    export = export_onnx if runtime == 'onnxruntime' else export_openvino
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.fspath(path) if path is not None else os.path.join(tmp, 'model' + suffix)
+        export(module, inputs, path, opset=opset)
+        model = ExportedModel(path, runtime, threads)
+    feeds = model.feeds(inputs)
 
     def run() -> object:
-        return session.run(None, feeds)
+        return model.run(feeds)
 
     return run
 
 
-def exported_ort_runner(module: nn.Module, inputs: Sequence[Tensor],
-                        threads: Optional[int] = None, opset: int = DEFAULT_OPSET,
-                        path: Optional[str | os.PathLike] = None) -> Callable[[], object]:
-    """:func:`ort_runner` of ``module(*inputs)`` exported to ONNX (static shapes) at
-    ``path``, by default a temporary file removed once the session holds the graph."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.fspath(path) if path is not None else os.path.join(tmp, 'model.onnx')
-        export_onnx(module, inputs, path, opset=opset)
-        return ort_runner(ort_session(path, threads), inputs)
+def compiled_runner(module: nn.Module, inputs: Sequence[Tensor],
+                    threads: Optional[int] = None) -> Callable[[], object]:
+    """A no-argument callable running ``module(*inputs)`` compiled by ``torch.compile``
+    (inductor, CPU, static shapes, weights frozen into the graph) in inference mode.
+
+    The graph is compiled here, for ``threads`` threads (inductor bakes the count into
+    its kernels; the current ``torch.get_num_threads()`` when ``None``), and the runner
+    runs with that many: compiling takes seconds to minutes, the runner's calls do not.
+    The whole forward must compile to one graph (``fullgraph=True``): a graph break
+    raises instead of silently running pieces in eager.
+    """
+    module = module.eval()
+    inputs = tuple(inputs)
+
+    def call(*xs: Tensor) -> object:
+        return module(*xs)
+
+    # Dynamo keeps the graphs it compiles on the code object of the function it compiles,
+    # at most recompile_limit (8) of them: with one shared function, the ninth model would
+    # fail to compile. A fresh code object per model keeps each model's graph apart.
+    call = types.FunctionType(call.__code__.replace(), call.__globals__, call.__name__,
+                              None, call.__closure__)
+    compiled = torch.compile(call, fullgraph=True, dynamic=False,
+                             options={'freezing': True})
+    threads = threads or torch.get_num_threads()
+
+    def run() -> object:
+        # The graph was compiled for `threads` threads: another count would recompile it.
+        previous = torch.get_num_threads()
+        if previous != threads:
+            torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                return compiled(*inputs)
+        finally:
+            if previous != threads:
+                torch.set_num_threads(previous)
+
+    run()  # compiles; fails here, not in a timed loop
+    return run
 
 
 def runtime_runner(runtime: str, module: nn.Module, inputs: Sequence[Tensor],
-                   threads: Optional[int] = None) -> Callable[[], object]:
+                   threads: Optional[int] = None,
+                   path: Optional[str | os.PathLike] = None) -> Callable[[], object]:
     """A runner of ``module(*inputs)`` (a flat tuple of tensors out, e.g. an
-    :class:`~rfcr.deploy.export.OnnxWrapper`) exported to ``runtime``, one of
-    :data:`EXPORTED_RUNTIMES`, with ``threads`` intra-op threads."""
-    if runtime == 'onnxruntime':
-        return exported_ort_runner(module, inputs, threads)
+    :class:`~rfcr.deploy.export.OnnxWrapper`) on ``runtime``, one of
+    :data:`EXPORTED_RUNTIMES`, with ``threads`` intra-op threads; ``path``: where the
+    exported file goes (ONNX Runtime and OpenVINO; a temporary file by default)."""
+    if runtime in ('onnxruntime', 'openvino'):
+        return exported_file_runner(runtime, module, inputs, threads, path=path)
+    if runtime == 'compile':
+        return compiled_runner(module, inputs, threads)
     raise ValueError(f'runtime must be one of {EXPORTED_RUNTIMES}, got {runtime!r}')
 
 
 def deploy_runners(module: nn.Module,
                    inputs: Sequence[Tensor],
                    *,
-                   runtimes: Sequence[str] = RUNTIMES,
+                   runtimes: Sequence[str] = ('torch', 'onnxruntime'),
                    channels_last: bool = True,
                    threads: Optional[int] = None,
-                   opset: int = DEFAULT_OPSET,
-                   onnx_dir: Optional[str | os.PathLike] = None
+                   export_dir: Optional[str | os.PathLike] = None
                    ) -> dict[str, Callable[[], object]]:
     """Runners of ``module`` unfolded and folded (:func:`switch_to_deploy`), in PyTorch
-    eager (contiguous, and channels_last if asked) and in ONNX Runtime, by name:
-    ``eager``, ``eager channels_last``, ``eager deploy``, ``eager deploy channels_last``,
-    ``onnxruntime``, ``onnxruntime deploy`` (those of the ``runtimes`` asked).
+    eager (contiguous, and channels_last if asked) and on each exported runtime asked,
+    by name: ``eager``, ``eager channels_last``, ``eager deploy``, ``eager deploy
+    channels_last``, then ``RUNTIME`` and ``RUNTIME deploy`` for each of ``runtimes``.
 
     Time them, alone or merged with other runners, with
     :func:`rfcr.analysis.latency.time_interleaved`.
@@ -110,14 +172,15 @@ def deploy_runners(module: nn.Module,
         module: Called as ``module(*inputs)`` and returning a flat tuple of tensors, e.g.
             :func:`~rfcr.deploy.export.detector_wrapper` of a detector. It is put in eval
             mode and not otherwise modified: the folded variant is a copy.
-        inputs: The inputs every runner runs on (the ONNX graphs are exported static).
-        runtimes: Any of ``'torch'`` and ``'onnxruntime'``.
+        inputs: The inputs every runner runs on (graphs are exported and compiled static).
+        runtimes: Any of :data:`RUNTIMES` (``'torch'``: eager).
         channels_last: Add the channels_last eager runners.
-        threads: Intra-op threads of the ONNX Runtime sessions (``None``: ORT's default).
-            PyTorch's are whatever ``torch.get_num_threads()`` is when the runners run.
-        opset: ONNX opset of the exported graphs.
-        onnx_dir: Where to keep the two ``.onnx`` files; by default they are written to a
-            temporary folder and removed once the sessions hold them.
+        threads: Intra-op threads of the ONNX Runtime and OpenVINO runners and of the
+            compiled kernels (``None``: each library's default). Eager PyTorch's are
+            whatever ``torch.get_num_threads()`` is when the runners run.
+        export_dir: Where to keep the exported files (``model.onnx``,
+            ``model_deploy.onnx``, ``model.xml``, ...); by default they are written to a
+            temporary folder and removed once the runtimes hold them.
     """
     runtimes = tuple(runtimes)
     if not runtimes or not set(runtimes) <= set(RUNTIMES):
@@ -131,12 +194,15 @@ def deploy_runners(module: nn.Module,
             runners[f'eager{suffix}'] = torch_runner(m, inputs)
             if channels_last:
                 runners[f'eager{suffix} channels_last'] = torch_runner(m, inputs, True)
-    if 'onnxruntime' in runtimes:
+    for rt in EXPORTED_RUNTIMES:
+        if rt not in runtimes:
+            continue
         for suffix, m in variants.items():
-            path = (None if onnx_dir is None else
-                    os.path.join(onnx_dir, f'model{suffix.replace(" ", "_")}.onnx'))
-            runners[f'onnxruntime{suffix}'] = exported_ort_runner(m, inputs, threads, opset,
-                                                                  path)
+            path = None
+            if export_dir is not None and rt != 'compile':
+                path = os.path.join(export_dir, f'model{suffix.replace(" ", "_")}'
+                                    + ('.onnx' if rt == 'onnxruntime' else '.xml'))
+            runners[f'{rt}{suffix}'] = runtime_runner(rt, m, inputs, threads, path)
     return runners
 
 

@@ -14,10 +14,13 @@ Default suite (no data, no GPU, random weights; 320x320, batch 1, all cores):
   three folded.
 
 Like is compared with like: the first three groups run every model as built (unfolded),
-the deploy group every model folded, and ``--runtime`` runs every model of every group on
-that runtime too, each compared with its reference on the same runtime. Then the targets
-are checked on the measured ratios. ``--configs`` benchmarks any mmdet configs instead
-(the first, or ``--baseline``, is the reference).
+the deploy group every model folded, and ``--runtime`` (ONNX Runtime, OpenVINO,
+torch.compile) runs every model of every group on each runtime too, in the same rounds,
+each compared with its reference on the same runtime. Then the targets are checked on the
+measured ratios, per runtime and on each model's best runtime; ``--profile`` shows where
+the time goes for every target not met. ``--configs`` benchmarks any mmdet configs
+instead (the first, or ``--baseline``, is the reference); ``--models`` times exported
+files (e.g. FP32 and INT8 from ``rfcr-quantize``).
 
 Output: a markdown table on stdout; bench.json, bench.csv, bench.md and bench.png in
 ``--out-dir``. Read ratios, not milliseconds: every ratio compares two models timed in the
@@ -25,9 +28,12 @@ same rounds. Needs a repository checkout for the default suite (configs/, benchm
 
 Examples::
 
-    rfcr-bench                                    # the default suite (make bench)
+    rfcr-bench                                    # the default suite, eager only
     rfcr-bench --suite necks --threads 1
     rfcr-bench --suite detectors deploy --runtime onnxruntime   # + ONNX Runtime tables
+    rfcr-bench --runtime installed                # + every runtime installed (make bench)
+    rfcr-bench --suite deploy --runtime openvino compile --profile
+    rfcr-bench --models fp32.onnx int8.onnx fp32.xml int8.xml  # exported files, FP32 vs INT8
     rfcr-bench --configs mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py \\
         configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py
 """
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import os
 import sys
 from functools import partial
@@ -45,7 +52,8 @@ from typing import Optional, Sequence
 import torch
 from mmengine.config import DictAction
 
-from rfcr.analysis.benchmark import FORMAT_CHOICES, Candidate, Group, Settings, Suite, Target
+from rfcr.analysis.benchmark import (BEST, FORMAT_CHOICES, Candidate, Group, Settings, Suite,
+                                     Target)
 from rfcr.analysis.latency import default_threads
 from rfcr.deploy.runtime import EXPORTED_RUNTIMES
 from rfcr.tools.summary import parse_size, positive_int
@@ -272,6 +280,13 @@ def default_suite(suites: Sequence[str] = SUITES, runtimes: Sequence[str] = ()) 
     if 'efficientnet' in suites:
         groups += [efficientnet_group(), efficientnet_group(deployed=True)]
     targets += [dataclasses.replace(t, runtime=rt) for rt in runtimes for t in targets]
+    if 'deploy' in suites and runtimes:  # where each would deploy: its fastest runtime
+        targets += [
+            Target('best runtime: YOLO-ReT-M0.75 faster than ssdlite_mobilenetv2', 'deploy',
+                   yoloret, 'ssdlite_mobilenetv2 (folded)', '<', 1.0, runtime=BEST),
+            Target('best runtime: YOLO-ReT-M0.75 <= 0.7x yolov3_mobilenetv2_320', 'deploy',
+                   yoloret, 'yolov3_mobilenetv2_320 (folded)', '<=', 0.7, runtime=BEST),
+        ]
     return Suite(groups, targets)
 
 
@@ -313,14 +328,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]' (default: cpu)")
     parser.add_argument('--memory-format', choices=FORMAT_CHOICES, default='auto',
                         help='auto: time both, report the faster (default)')
-    parser.add_argument('--runtime', nargs='+', choices=EXPORTED_RUNTIMES, default=[],
-                        help='also export every model to these runtimes and time them (CPU) '
-                        'in the same rounds as PyTorch eager; each model is compared with '
-                        'its reference on the same runtime (default: eager only)')
+    parser.add_argument('--runtime', nargs='+', choices=EXPORTED_RUNTIMES + ('installed', ),
+                        default=[],
+                        help='also run every model on these runtimes (CPU): ONNX Runtime, '
+                        'OpenVINO, torch.compile; "installed": all of them this environment '
+                        'has. They run in the same rounds as PyTorch eager, and each model is '
+                        'compared with its reference on the same runtime (default: eager '
+                        'only). With --models: the runtimes to run the files on')
+    parser.add_argument('--models', nargs='+', metavar='FILE',
+                        help='time exported model files (.onnx, OpenVINO .xml; e.g. FP32 and '
+                        'INT8) instead, each on every --runtime that reads it (default: '
+                        'its own), ratios vs the first file on the same runtime')
     parser.add_argument('--repeats', type=positive_int,
                         help='timed rounds per group (default: each group\'s own, e.g. 30 for '
                         'detectors, 300 for necks, 20 for EfficientNet-B3)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed rounds (default: 3)')
+    parser.add_argument('--profile', action='store_true',
+                        help='for every target not met, profile both of its rows on its '
+                        'runtime: time per op type, node count, time in short nodes and '
+                        'outside nodes (what fragmentation costs)')
     parser.add_argument('--no-peak-memory', action='store_true',
                         help='skip the (profiled) peak-memory pass')
     parser.add_argument('--out-dir', default='work_dirs/bench',
@@ -340,18 +366,22 @@ def run(argv: Sequence[str] | None = None) -> dict:
     from rfcr.analysis.benchmark import finite_ratios, num_steps, run_group
     from rfcr.analysis.report import machine_info, markdown, plot, write_outputs
 
-    suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
-             else default_suite(args.suite, args.runtime))
+    runtimes = runtimes_asked(args.runtime)
     settings = Settings(input_size=args.input_size, batch_size=args.batch_size,
                         threads=args.threads, device=args.device,
                         memory_format=args.memory_format, warmup=args.warmup,
                         repeats=args.repeats, peak_memory=not args.no_peak_memory,
-                        runtimes=tuple(args.runtime))
+                        runtimes=runtimes)
     meta = machine_info(args.device, args.threads)
     meta.update(command=' '.join(['rfcr-bench'] + list(argv if argv is not None
                                                          else sys.argv[1:])),
                 input_size=list(settings.input_size), batch_size=settings.batch_size,
-                memory_format=settings.memory_format, warmup=settings.warmup)
+                memory_format=settings.memory_format, warmup=settings.warmup,
+                runtimes=list(runtimes))
+    if args.models:
+        return run_models(args, settings, meta)
+    suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
+             else default_suite(args.suite, runtimes))
 
     # The peak-memory pass uses torch.profiler; keep Kineto's start/stop chatter off stderr.
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')
@@ -382,6 +412,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
     table = markdown(rows, groups, targets, meta)
     result = dict(meta=meta, groups=groups, rows=rows, targets=targets,
                   timings_s={g: {n: t for n, t in ts.items()} for g, ts in times.items()})
+    if args.profile:
+        profiles = profile_unmet(suite, rows, targets, settings)
+        result['profiles'] = [p.as_dict() for p in profiles]
+        if profiles:
+            from rfcr.analysis.profile import SHORT_NODE_US, format_profiles
+            table += ('\n\n**Profiles** of the rows of every target not met, on its runtime '
+                      '(one inference, averaged over 20 profiled runs; eager in the row\'s '
+                      f'faster memory format). Nodes shorter than {SHORT_NODE_US:g} µs and '
+                      'time outside every node are what fragmentation costs; torch.compile\'s '
+                      'own kernels are not itemized and count as outside.\n\n'
+                      + format_profiles(profiles))
     out_dir = Path(args.out_dir)
     paths = write_outputs(out_dir, result, table)
     if not args.no_plot:
@@ -391,6 +432,72 @@ def run(argv: Sequence[str] | None = None) -> dict:
                                   f'{settings.batch_size}')
     print(table)
     print('\n' + ', '.join(f'{k}: {p}' for k, p in paths.items()), file=sys.stderr)
+    return result
+
+
+def profile_unmet(suite: Suite, rows: Sequence[dict], targets: Sequence[dict],
+                  settings: Settings) -> list:
+    """Profiles of both rows of every target not met, each on the runtime it was judged
+    on (a ``best`` target: each row's best runtime), every (row, runtime) once."""
+    from rfcr.analysis.benchmark import profile_candidate
+    candidates = {(g.name, c.name): c for g in suite.groups for c in g.candidates}
+    formats = {(r['group'], r['name']): r.get('memory_format', 'contiguous') for r in rows}
+    wanted = []
+    for t in targets:
+        if t.get('met') is not False:
+            continue
+        runtimes = t.get('runtimes') or [t['runtime'], t['runtime']]
+        for name, rt in zip((t['a'], t['b']), runtimes):
+            if (t['group'], name, rt) not in wanted:
+                wanted.append((t['group'], name, rt))
+    profiles = []
+    for group, name, rt in wanted:
+        print(f'rfcr-bench: profiling {name} on {rt}', file=sys.stderr)
+        profiles.append(profile_candidate(candidates[(group, name)], rt, settings,
+                                          formats[(group, name)]))
+    return profiles
+
+
+def runtimes_asked(names: Sequence[str]) -> tuple[str, ...]:
+    """``--runtime``'s names, ``installed`` expanded; a runtime this environment cannot run
+    is refused with what to install."""
+    from rfcr.deploy.runtime import available_runtimes
+    available = available_runtimes()
+    runtimes = []
+    for name in names:
+        for rt in available if name == 'installed' else [name]:
+            if rt not in available:
+                need = {'compile': 'a C++ compiler (g++) for inductor'}.get(
+                    rt, f"the {rt} and onnx packages (pip install 'rfcr[deploy]')")
+                raise SystemExit(f'rfcr-bench: --runtime {rt} needs {need}; this '
+                                 f'environment runs {list(available) or "none"}')
+            if rt not in runtimes:
+                runtimes.append(rt)
+    return tuple(runtimes)
+
+
+def run_models(args: argparse.Namespace, settings: Settings, meta: dict) -> dict:
+    """``--models``: exported files side by side (:func:`rfcr.analysis.benchmark.run_files`)."""
+    from rfcr.analysis.benchmark import run_files
+    from rfcr.analysis.report import files_markdown
+    for path in args.models:
+        if not os.path.isfile(path):
+            raise SystemExit(f'rfcr-bench: --models: {path}: no such file')
+    try:
+        rows, times = run_files(args.models, settings)
+    except ValueError as e:
+        raise SystemExit(f'rfcr-bench: --models: {e}') from None
+    if hasattr(os, 'getloadavg'):
+        meta['load_average_end'] = [round(x, 2) for x in os.getloadavg()]
+    meta['repeats_note'] = str(settings.repeats or 30)
+    table = files_markdown(rows, meta)
+    result = dict(meta=meta, rows=rows, timings_s=times)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / 'models.json').write_text(json.dumps(result, indent=1) + '\n')
+    (out_dir / 'models.md').write_text(table + '\n')
+    print(table)
+    print(f'\njson: {out_dir / "models.json"}, md: {out_dir / "models.md"}', file=sys.stderr)
     return result
 
 

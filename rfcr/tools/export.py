@@ -1,8 +1,10 @@
-"""``rfcr-export``: a detector's raw head outputs (or its neck alone) to ONNX, optionally
-folded for inference and checked against PyTorch with ONNX Runtime.
+"""``rfcr-export``: a detector's raw head outputs (or its neck alone) to ONNX or an
+OpenVINO IR, optionally folded for inference and checked against PyTorch with the runtime
+that runs it (ONNX Runtime, OpenVINO).
 
-    rfcr-export CONFIG OUT.onnx [--checkpoint CKPT] [--shape H W] [--batch N]
-                [--dynamic] [--deploy] [--verify] [--neck [I]] [--opset 17]
+    rfcr-export CONFIG OUT.onnx|OUT.xml [--format onnx|openvino] [--checkpoint CKPT]
+                [--shape H W] [--batch N] [--dynamic] [--deploy] [--verify] [--neck [I]]
+                [--opset 17]
 
 The graph's input is the preprocessed image batch (after mmdet's ``DetDataPreprocessor``:
 BGR -> RGB, normalized, padded), its outputs the head's raw maps (no decoding, no NMS).
@@ -19,15 +21,20 @@ import torch
 from mmengine.config import DictAction
 from torch import Tensor, nn
 
-TOLERANCE = 1e-3  # largest accepted |ONNX Runtime - PyTorch|
+TOLERANCE = 1e-3  # largest accepted |runtime - PyTorch|
+FORMATS = {'onnx': ('.onnx', 'ONNX Runtime'), 'openvino': ('.xml', 'OpenVINO')}
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='rfcr-export',
-        description='Export a detector (raw head outputs) or its neck to ONNX')
+        description='Export a detector (raw head outputs) or its neck to ONNX or OpenVINO')
     parser.add_argument('config', help='model config file')
-    parser.add_argument('out', help='the .onnx file to write')
+    parser.add_argument('out', help='the file to write: .onnx, or .xml for OpenVINO (its '
+                        'weights go to .bin beside it)')
+    parser.add_argument('--format', choices=FORMATS, default='onnx',
+                        help='onnx (default), or openvino: an OpenVINO IR, FP32, converted '
+                        'from the same ONNX graph')
     parser.add_argument('--checkpoint', help='weights (state dict or mmengine checkpoint); '
                         'random weights without it')
     parser.add_argument('--shape', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'),
@@ -56,6 +63,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f'--opset must be >= 17, got {args.opset}')
     if args.neck not in (None, 'all') and not args.neck.isdigit():
         parser.error(f'--neck takes no value or a module index, got {args.neck!r}')
+    suffix = FORMATS[args.format][0]
+    if not args.out.endswith(suffix):
+        parser.error(f'--format {args.format} writes a {suffix} file, got {args.out!r}')
     return args
 
 
@@ -122,7 +132,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         SystemExit: with a message when verification fails.
     """
     args = _parse_args(argv)
-    from rfcr.deploy.export import export_onnx, odd_pyramid_size, onnx_op_counts, verify_onnx
+    from rfcr.deploy.export import (export_onnx, export_openvino, odd_pyramid_size,
+                                    onnx_op_counts, openvino_op_counts, verify_exported)
     from rfcr.utils.config import build_model
 
     model = build_model(args.config, args.checkpoint, args.cfg_options)
@@ -140,11 +151,12 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     example = part.inputs(model, torch.randn(args.batch, 3, height, width))
     input_names = [f'feat{i}' for i in range(len(example))] if args.neck else ['input']
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    input_names, output_names = export_onnx(exported, example, args.out,
-                                            input_names=input_names, dynamic=args.dynamic,
-                                            opset=args.opset)
-    op_counts = onnx_op_counts(args.out)
-    print(f'rfcr-export: wrote {args.out} (opset {args.opset}, '
+    export = export_openvino if args.format == 'openvino' else export_onnx
+    input_names, output_names = export(exported, example, args.out, input_names=input_names,
+                                       dynamic=args.dynamic, opset=args.opset)
+    op_counts = (onnx_op_counts(args.out) if args.format == 'onnx'
+                 else openvino_op_counts(args.out))
+    print(f'rfcr-export: wrote {args.out} ({FORMATS[args.format][1]}, opset {args.opset}, '
           f'{"dynamic" if args.dynamic else "static"} shapes, '
           f'{"deploy-folded" if args.deploy else "unfolded"}, {part})')
     print(f'  inputs:  {", ".join(f"{n} {tuple(x.shape)}" for n, x in zip(input_names, example))}'
@@ -162,9 +174,10 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     references = {'PyTorch': original}
     if args.deploy:
         references['PyTorch deploy'] = exported
-    results = {name: verify_onnx(args.out, module, input_sets)
+    runtime = FORMATS[args.format][1]
+    results = {name: verify_exported(args.out, module, input_sets)
                for name, module in references.items()}
-    print('  verify (max |ONNX Runtime - reference|, random inputs):')
+    print(f'  verify (max |{runtime} - reference|, random inputs):')
     worst = 0.0
     for i, inputs in enumerate(input_sets):
         shapes = ' '.join('x'.join(map(str, x.shape)) for x in inputs)

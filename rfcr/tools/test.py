@@ -1,28 +1,62 @@
-"""``rfcr-test``: mmdet's ``tools/test.py`` with rfcr imported, safe checkpoint loading and
-``--deploy`` (the model folded for inference)."""
+"""``rfcr-test``: mmdet's ``tools/test.py`` with rfcr imported, safe checkpoint loading,
+``--deploy`` (the model folded for inference), and exported models: give a ``.onnx`` or
+OpenVINO ``.xml`` file (``rfcr-export``, ``rfcr-quantize``) instead of a checkpoint and it
+runs in ONNX Runtime or OpenVINO, its raw outputs decoded by the config's head and scored
+by the config's evaluator (:class:`rfcr.deploy.ExportedDetector`).
+
+    rfcr-test CONFIG CHECKPOINT [--deploy]
+    rfcr-test CONFIG MODEL.onnx|MODEL.xml [--runtime onnxruntime|openvino] [--threads N]
+"""
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Sequence
 
+from rfcr.deploy.session import DEFAULT_RUNTIMES, FILE_RUNTIMES
+
 from .train import add_common_args, build_runner, load_config
+
+EXPORTED_SUFFIXES = tuple(DEFAULT_RUNTIMES)  # .onnx, .xml
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
     """Parse ``argv`` like mmdet's ``tools/test.py``, test, and return the metrics."""
     parser = argparse.ArgumentParser(description='Test a detector (mmdet tools/test.py + rfcr)')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or an exported model (.onnx, '
+                        'OpenVINO .xml) to evaluate in its runtime')
     parser.add_argument('--out', help='dump predictions to this pickle file')
     parser.add_argument(
         '--deploy', action='store_true',
         help='fold the model for inference after loading the checkpoint (BN into convs, '
         "RFCR's fusion weights, YOLO-ReT's linear maps; rfcr.deploy.switch_to_deploy), as "
         "mmdet's --fuse-conv-bn does")
+    parser.add_argument('--runtime', choices=FILE_RUNTIMES,
+                        help='with an exported model: the runtime that runs it (default: '
+                        'onnxruntime for .onnx, openvino for .xml)')
+    parser.add_argument('--threads', type=int,
+                        help="with an exported model: the runtime's threads (default: its own)")
     add_common_args(parser)
     args = parser.parse_args(argv)
+    exported = args.checkpoint.lower().endswith(EXPORTED_SUFFIXES)
+    if not exported and (args.runtime or args.threads is not None):
+        parser.error('--runtime and --threads run an exported model '
+                     f'({"/".join(EXPORTED_SUFFIXES)}), got the checkpoint {args.checkpoint!r}')
+    if exported and args.deploy:
+        parser.error('--deploy folds a PyTorch checkpoint; export with rfcr-export --deploy '
+                     'instead')
+    if args.threads is not None and args.threads <= 0:
+        parser.error(f'--threads must be a positive int, got {args.threads}')
     cfg = load_config(args)
-    cfg.load_from = args.checkpoint
+    if exported:
+        if not os.path.isfile(args.checkpoint):
+            parser.error(f'exported model {args.checkpoint!r}: no such file')
+        cfg.model = dict(type='ExportedDetector', detector=cfg.model, path=args.checkpoint,
+                         runtime=args.runtime, threads=args.threads)
+        cfg.load_from = None
+    else:
+        cfg.load_from = args.checkpoint
     if args.deploy:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SwitchToDeployHook')]
 

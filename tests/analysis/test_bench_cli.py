@@ -135,8 +135,16 @@ def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
         expected = sorted(a / b for a, b in zip(times[name]['onnxruntime'], ref))
         assert ort['ratio_vs_ref']['median'] == pytest.approx(sum(expected) / 2)
     targets = result['targets']
-    assert [t['runtime'] for t in targets] == ['eager', 'eager', 'onnxruntime', 'onnxruntime']
+    assert [t['runtime'] for t in targets] == ['eager', 'eager', 'onnxruntime', 'onnxruntime',
+                                               'best', 'best']
     assert all(_finite(t['value']) for t in targets)
+    times = result['timings_s']['deploy']
+    for t in targets[-2:]:  # each row on its own fastest runtime, paired round by round
+        best = [min(('eager', 'onnxruntime'), key=lambda rt: sorted(times[row][rt])[0] +
+                    sorted(times[row][rt])[1]) for row in (t['a'], t['b'])]
+        assert t['runtimes'] == best
+        expected = sorted(a / b for a, b in zip(times[t['a']][best[0]], times[t['b']][best[1]]))
+        assert t['value'] == pytest.approx(sum(expected) / 2)
     out = capsys.readouterr().out
     assert 'deploy on ONNX Runtime' in out and '| best runtime |' in out
     with open(tmp_path / 'bench.csv') as f:
@@ -159,9 +167,13 @@ def test_default_suite_is_complete():
     for width in ('0.75', '1.4'):  # RFCR's cost and truncation's saving, at both widths
         assert sum(f'MobileNetV2-x{width}' in n for n in names) == 2
     assert sum(n.startswith('folded: YOLO-ReT-M0.75') for n in names) == 2
-    with_ort = bench.default_suite(runtimes=['onnxruntime']).targets
-    assert [t.runtime for t in with_ort] == ['eager'] * len(names) + ['onnxruntime'] * len(names)
-    assert [t.name for t in with_ort] == names * 2
+    with_ort = bench.default_suite(runtimes=['onnxruntime', 'openvino']).targets
+    assert [t.runtime for t in with_ort] == (['eager'] * len(names) + ['onnxruntime']
+                                             * len(names) + ['openvino'] * len(names)
+                                             + ['best'] * 2)
+    assert [t.name for t in with_ort[:-2]] == names * 3
+    assert [(t.b, t.op, t.threshold) for t in with_ort[-2:]] == [
+        ('ssdlite_mobilenetv2 (folded)', '<', 1.0), ('yolov3_mobilenetv2_320 (folded)', '<=', 0.7)]
 
 
 def _times(ratio_on_eager, ratio_on_ort):
@@ -200,3 +212,77 @@ def test_benchmark_configs_build_and_run(path):
     with torch.no_grad():
         (maps, ) = model(torch.rand(1, 3, 64, 96))
     assert [m.shape[1] for m in maps] == [75, 75, 75]
+
+
+def test_every_runtime_in_the_same_rounds():
+    """Each model on each runtime, interleaved: per-runtime latency, the ratio to the
+    reference on the same runtime, the best runtime, and the runtime table."""
+    from torch import nn
+    from rfcr.analysis.benchmark import Candidate, Group, Settings, run_group
+    from rfcr.analysis.report import markdown
+    from rfcr.deploy.runtime import EXPORTED_RUNTIMES
+
+    def image(batch, size):
+        return (torch.rand(batch, 8, *size), )
+
+    group = Group('toy', baseline='small', repeats=3, candidates=[
+        Candidate('small', 'toy', lambda: nn.Conv2d(8, 8, 1), image),
+        Candidate('large', 'toy', lambda: nn.Conv2d(8, 32, 3, padding=1), image)])
+    settings = Settings(input_size=(17, 23), threads=1, warmup=1, peak_memory=False,
+                        memory_format='contiguous', runtimes=EXPORTED_RUNTIMES)
+    rows, times = run_group(group, settings)
+    for row in rows:
+        assert 'runtime_errors' not in row, row.get('runtime_errors')
+        assert set(row['runtimes']) == set(EXPORTED_RUNTIMES)
+        assert set(times[row['name']]) == {'contiguous', 'eager', *EXPORTED_RUNTIMES}
+        for rt, entry in row['runtimes'].items():
+            assert entry['latency_ms']['n'] == 3 and _finite(entry['speedup_vs_eager']['median'])
+            expected = sorted(a / b for a, b in zip(times[row['name']][rt], times['small'][rt]))
+            assert entry['ratio_vs_ref']['median'] == pytest.approx(expected[1])
+        medians = {rt: sorted(times[row['name']][rt])[1] for rt in ('eager', *EXPORTED_RUNTIMES)}
+        assert row['best_runtime'] == min(medians, key=medians.get)
+    meta = dict(cpu='cpu', isa='isa', logical_cpus=2, threads=1, device='cpu', torch='t',
+                mmdet='d', mmcv='c', date='now', batch_size=1, input_size=[17, 23],
+                repeats_note='3', warmup=1)
+    table = markdown(rows, [dict(name='toy', note='')], [], meta)
+    assert ('| model | eager ms (format) | ONNX Runtime ms | x ref [p10-p90] | OpenVINO ms | '
+            'x ref [p10-p90] | torch.compile ms | x ref [p10-p90] | best runtime |') in table
+
+
+def test_runtime_installed_and_unavailable(monkeypatch):
+    from rfcr.deploy import runtime
+    assert bench.runtimes_asked(['installed']) == runtime.available_runtimes()
+    assert bench.runtimes_asked(['openvino', 'installed'])[0] == 'openvino'
+    monkeypatch.setattr(runtime, 'available_runtimes', lambda: ('onnxruntime', ))
+    with pytest.raises(SystemExit, match=r"--runtime openvino needs the openvino and onnx "
+                                         r"packages \(pip install 'rfcr\[deploy\]'\); this "
+                                         r"environment runs \['onnxruntime'\]"):
+        bench.run(['--suite', 'necks', '--runtime', 'openvino'] + TINY)
+
+
+def test_models_fp32_vs_another_file_per_runtime(tmp_path, capsys):
+    from rfcr.deploy.export import OnnxWrapper, export_onnx, export_openvino
+    x = torch.rand(1, 3, 32, 32)
+    small = OnnxWrapper(torch.nn.Conv2d(3, 8, 3, padding=1))
+    large = OnnxWrapper(torch.nn.Conv2d(3, 64, 3, padding=1))
+    export_onnx(small, (x, ), tmp_path / 'small.onnx')
+    export_onnx(large, (x, ), tmp_path / 'large.onnx')
+    export_openvino(small, (x, ), tmp_path / 'small.xml')
+    files = [str(tmp_path / f) for f in ('small.onnx', 'large.onnx', 'small.xml')]
+    out = tmp_path / 'out'
+    result = bench.run(['--models', *files, '--input-size', '32', '--runtime', 'onnxruntime',
+                        'openvino', '--out-dir', str(out)] + TINY[2:])
+    names = [r['name'] for r in result['rows']]
+    assert names == ['small.onnx (onnxruntime)', 'small.onnx (openvino)',
+                     'large.onnx (onnxruntime)', 'large.onnx (openvino)', 'small.xml (openvino)']
+    refs = {r['name']: r['ref'] for r in result['rows']}
+    assert refs['large.onnx (openvino)'] == refs['small.xml (openvino)'] == 'small.onnx (openvino)'
+    assert refs['large.onnx (onnxruntime)'] == 'small.onnx (onnxruntime)'
+    assert all(_finite(r['ratio_vs_ref']['median']) for r in result['rows'])
+    assert sorted(p.name for p in out.iterdir()) == ['models.json', 'models.md']
+    assert '| large.onnx | OpenVINO |' in capsys.readouterr().out
+    # A static graph refuses another input size; a missing file is named.
+    with pytest.raises(SystemExit, match=r"input 'input0' has shape 1x3x32x32, got 1x3x64x64"):
+        bench.run(['--models', files[0], '--input-size', '64', '--out-dir', str(out)] + TINY[2:])
+    with pytest.raises(SystemExit, match=r'--models: .*nope.onnx: no such file'):
+        bench.run(['--models', str(tmp_path / 'nope.onnx'), '--out-dir', str(out)] + TINY[2:])

@@ -7,7 +7,7 @@ import torch
 
 from rfcr.deploy import switch_to_deploy
 from rfcr.deploy.export import (OnnxWrapper, export_onnx, neck_wrapper, odd_pyramid_size,
-                                onnx_op_counts, verify_onnx)
+                                onnx_op_counts, verify_exported)
 from rfcr.models import RFCR
 from rfcr.tools.export import run as rfcr_export
 from rfcr.utils.config import build_model
@@ -32,7 +32,7 @@ def test_rfcr_dynamic_export_matches_pytorch(rfcr, deploy, tmp_path):
     export_onnx(module, pyramid((size, size), CHANNELS, batch=1), path, dynamic=True)
     # Other batch sizes, even and odd sizes, other aspect ratios; against the unfolded RFCR.
     input_sets = [pyramid(s, CHANNELS, batch=b) for b, s in ((1, (128, 96)), (2, (75, 161)))]
-    results = verify_onnx(path, neck_wrapper(rfcr), input_sets)
+    results = verify_exported(path, neck_wrapper(rfcr), input_sets)
     assert [r.output_shapes for r in results] == [
         tuple((b, c, *x.shape[-2:]) for x, c in zip(xs[1:], rfcr.out_channels))
         for b, xs in zip((1, 2), input_sets)]
@@ -48,14 +48,14 @@ def test_rfcr_dynamic_export_matches_pytorch(rfcr, deploy, tmp_path):
         assert c == channels and all(isinstance(d, str) for d in (batch, height, width))
 
 
-def test_verify_onnx_reports_a_mismatch(rfcr, tmp_path):
+def test_verify_exported_reports_a_mismatch(rfcr, tmp_path):
     path = tmp_path / 'rfcr.onnx'
     feats = pyramid((64, 64), CHANNELS, batch=1)
     export_onnx(neck_wrapper(rfcr), feats, path)
     other = copy.deepcopy(rfcr)
     with torch.no_grad():
         other.fusion_weights.mul_(2)
-    (result, ) = verify_onnx(path, neck_wrapper(other), [feats])
+    (result, ) = verify_exported(path, neck_wrapper(other), [feats])
     assert result.max_abs_diff > 1e-2
 
 
@@ -81,18 +81,23 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('deploy', [False, True])
-def test_rfcr_export_detector_dynamic(checkpoint, deploy, tmp_path, capsys):
-    out = tmp_path / 'det.onnx'
+@pytest.mark.parametrize('deploy, fmt', [(False, 'onnx'), (True, 'onnx'), (True, 'openvino')])
+def test_rfcr_export_detector_dynamic(checkpoint, deploy, fmt, tmp_path, capsys):
+    out = tmp_path / ('det.xml' if fmt == 'openvino' else 'det.onnx')
     summary = rfcr_export([str(CONFIG), str(out), '--checkpoint', checkpoint, '--shape', '128',
-                           '96', '--dynamic', '--verify'] + (['--deploy'] if deploy else []))
-    assert 'BatchNormalization' not in summary['op_counts']
+                           '96', '--dynamic', '--verify', '--format', fmt]
+                          + (['--deploy'] if deploy else []))
+    assert not {'BatchNormalization', 'BatchNormInference'} & set(summary['op_counts'])
+    printed = capsys.readouterr().out
+    if fmt == 'openvino':  # an IR, FP32 weights beside it; verified with OpenVINO
+        assert sorted(p.name for p in tmp_path.iterdir()) == ['det.bin', 'det.xml']
+        assert 'verify (max |OpenVINO - reference|' in printed
     results = summary['verify']['PyTorch']  # against the unfolded model
     assert [r.input_shapes[0] for r in results] == [(1, 3, 128, 96), (2, 3, 161, 65),
                                                     (1, 3, 113, 113)]
     assert results[1].output_shapes == ((2, 255, 6, 3), (2, 255, 11, 5), (2, 255, 21, 9))
     assert all(r.max_abs_diff <= 1e-4 and r.max_abs_ref > 1 for r in results), results
-    assert 'verify: OK' in capsys.readouterr().out
+    assert 'verify: OK' in printed
 
 
 @pytest.mark.slow
@@ -121,7 +126,9 @@ def test_rfcr_export_bad_arguments(tmp_path, capsys):
                           (['--opset', '13'], '--opset must be >= 17, got 13'),
                           (['--batch', '0'], '--batch must be positive, got 0'),
                           (['--neck', 'rfcr'], "--neck takes no value or a module index, "
-                                               "got 'rfcr'")):
+                                               "got 'rfcr'"),
+                          (['--format', 'openvino'], '--format openvino writes a .xml file, '
+                                                     'got ')):
         with pytest.raises(SystemExit):
             rfcr_export([str(CONFIG), str(tmp_path / 'x.onnx')] + argv)
         assert message in capsys.readouterr().err
@@ -137,7 +144,7 @@ def test_tf_same_padding_exports_dynamically(deploy, tmp_path):
     module = OnnxWrapper(switch_to_deploy(copy.deepcopy(conv)) if deploy else conv)
     path = tmp_path / 'same.onnx'
     export_onnx(module, (torch.randn(1, 3, 9, 7), ), path, dynamic=True)
-    results = verify_onnx(path, OnnxWrapper(conv), [(torch.randn(1, 3, *s), ) for s in
-                                                     ((9, 7), (10, 8), (16, 11), (5, 6))])
+    sizes = ((9, 7), (10, 8), (16, 11), (5, 6))
+    results = verify_exported(path, OnnxWrapper(conv), [(torch.randn(1, 3, *s), ) for s in sizes])
     assert [r.output_shapes[0][-2:] for r in results] == [(5, 4), (5, 4), (8, 6), (3, 3)]
     assert all(r.max_abs_diff <= 1e-5 for r in results), results

@@ -1,0 +1,96 @@
+"""FP32 vs INT8 of a trained checkpoint (by default the demo's, after ``make demo``):
+accuracy on the config's validation set and latency, per runtime. ``make int8`` runs it.
+
+    python benchmarks/int8.py [--config CONFIG] [--checkpoint CKPT] [--calib 100]
+                              [--work-dir work_dirs/int8] [--out-dir docs/bench/int8]
+
+Steps, each one of rfcr's commands (run in this process):
+
+1. ``rfcr-export --dynamic --deploy --verify``: FP32 ONNX and FP32 OpenVINO IR;
+2. ``rfcr-quantize`` for ONNX Runtime (QDQ) and OpenVINO (NNCF), calibrated on the first
+   ``--calib`` images of the validation split;
+3. ``rfcr-test`` on the checkpoint (PyTorch) and on each of the four files: COCO mAP and
+   mAP@0.5 from mmdet's CocoMetric on the whole validation split;
+4. ``rfcr-bench --models``: latency of the four files on a 320x320 image (.onnx on ONNX
+   Runtime, .xml on OpenVINO), FP32 and INT8 interleaved, INT8 / FP32 on the same
+   runtime.
+
+Writes ``int8.md`` (both tables) and ``int8.json`` to ``--out-dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rfcr.tools import bench, export, quantize, test
+from rfcr.utils.cpu import cpu_name, isa_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthetic.py'
+KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--config', default=DEMO)
+    parser.add_argument('--checkpoint', default='work_dirs/demo/epoch_3.pth')
+    parser.add_argument('--calib', type=int, default=100, help='calibration images')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='latency threads (default: all cores)')
+    parser.add_argument('--work-dir', default='work_dirs/int8')
+    parser.add_argument('--out-dir', default='docs/bench/int8')
+    parser.add_argument('--input-size', type=int, default=320, help='latency input side')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides of the config (passed to every command)')
+    args = parser.parse_args()
+    options = ['--cfg-options', *args.cfg_options] if args.cfg_options else []
+    if not Path(args.checkpoint).is_file():
+        raise SystemExit(f'{args.checkpoint} not found: train it first (make demo)')
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    files = {name: str(work / name) for name in ('fp32.onnx', 'int8.onnx', 'fp32.xml',
+                                                  'int8.xml')}
+    for name in ('fp32.onnx', 'fp32.xml'):
+        export.run([args.config, files[name], '--checkpoint', args.checkpoint, '--dynamic',
+                    '--deploy', '--verify', '--format',
+                    'onnx' if name.endswith('.onnx') else 'openvino'] + options)
+    for name, runtime in (('int8.onnx', 'onnxruntime'), ('int8.xml', 'openvino')):
+        quantize.run([args.config, args.checkpoint, files[name], '--runtime', runtime,
+                      '--calib', str(args.calib)] + options)
+
+    accuracy = {}
+    for name, model in [('PyTorch (checkpoint)', args.checkpoint)] + list(files.items()):
+        metrics = test.run([args.config, model, '--work-dir', str(work / 'test')] + options)
+        accuracy[name] = {k: float(metrics[k]) for k in KEYS}
+
+    threads = ['--threads', str(args.threads)] if args.threads else []
+    timing = bench.run(['--models', *files.values(), '--input-size', str(args.input_size),
+                        '--repeats', '50',
+                        '--out-dir', str(work / 'bench'), '--no-progress'] + threads)
+
+    base = accuracy['PyTorch (checkpoint)']
+    lines = ['| model | runtime | mAP | mAP@0.5 | delta vs PyTorch FP32 (mAP / mAP@0.5) |',
+             '|---|---|---:|---:|---:|']
+    for name, m in accuracy.items():
+        runtime = ('PyTorch' if name.startswith('PyTorch') else
+                   'ONNX Runtime' if name.endswith('.onnx') else 'OpenVINO')
+        lines.append(f'| {name} | {runtime} | {m[KEYS[0]]:.3f} | {m[KEYS[1]]:.3f} | '
+                     f'{100 * (m[KEYS[0]] - base[KEYS[0]]):+.1f} / '
+                     f'{100 * (m[KEYS[1]] - base[KEYS[1]]):+.1f} points |')
+    lines += ['', f'{args.config}, {args.checkpoint}; INT8 calibrated on the first '
+              f'{args.calib} validation images; scored on the whole validation split '
+              '(CocoMetric).', '']
+    table = '\n'.join(lines) + '\n' + Path(work / 'bench' / 'models.md').read_text()
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'int8.md').write_text(table)
+    (out / 'int8.json').write_text(json.dumps(dict(
+        accuracy=accuracy, latency=timing['rows'], cpu=cpu_name(), isa=isa_summary(),
+        command=' '.join(['python', 'benchmarks/int8.py'] + sys.argv[1:])), indent=1) + '\n')
+    print(table)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,112 @@
+"""``rfcr-quantize``: INT8 post-training quantization of a trained detector, calibrated on
+images of its config's own dataset.
+
+    rfcr-quantize CONFIG CHECKPOINT OUT.onnx|OUT.xml [--runtime onnxruntime|openvino]
+                  [--calib N] [--split val|test|train] [--cfg-options ...]
+
+The model is folded (``rfcr.deploy.switch_to_deploy``) and exported like ``rfcr-export
+--dynamic --deploy`` (input: the preprocessed batch; outputs: the head's raw maps). The
+first N images of the split (default: 100 of the validation split) go through the
+config's pipeline and the model's data preprocessor, and calibrate:
+
+- ``--runtime onnxruntime`` (default): ONNX Runtime static quantization, QDQ format,
+  INT8 per-channel weights, UINT8 activations -> ``OUT.onnx``;
+- ``--runtime openvino``: NNCF post-training quantization -> OpenVINO IR ``OUT.xml`` +
+  ``OUT.bin``.
+
+Score the result with ``rfcr-test CONFIG OUT.onnx`` (or ``OUT.xml``). Bad input (a
+checkpoint that does not fit the config, an empty split, N <= 0, an OUT its runtime does
+not write, a missing folder) stops with a message, and nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Optional, Sequence
+
+from mmengine.config import DictAction
+
+from rfcr.deploy.quantize import QUANTIZE_RUNTIMES
+
+SPLITS = ('val', 'test', 'train')
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = None
+    if n is None or n <= 0:
+        raise argparse.ArgumentTypeError(f'must be a positive int (images), got {value!r}')
+    return n
+
+
+def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='rfcr-quantize', description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('checkpoint', help='trained weights (mmengine checkpoint or state dict)')
+    parser.add_argument('out', help='the quantized model: .onnx (onnxruntime) or .xml '
+                        '(openvino; weights in .bin beside it)')
+    parser.add_argument('--runtime', choices=tuple(QUANTIZE_RUNTIMES), default='onnxruntime',
+                        help='the runtime to quantize for (default: onnxruntime)')
+    parser.add_argument('--calib', type=_positive_int, default=100, metavar='N',
+                        help='calibration images, the first N of the split (default: 100)')
+    parser.add_argument('--split', choices=SPLITS, default='val',
+                        help="the config's dataloader the images come from (default: val)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, key=value pairs')
+    args = parser.parse_args(argv)
+    suffix = QUANTIZE_RUNTIMES[args.runtime]
+    if not args.out.endswith(suffix):
+        parser.error(f'--runtime {args.runtime} writes a {suffix} file, got OUT={args.out!r}')
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        parser.error(f'OUT={args.out!r}: the folder {folder} does not exist')
+    return args
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run ``rfcr-quantize``; return what :func:`rfcr.deploy.quantize.quantize_detector`
+    returns, plus ``calib`` (the number of images) and ``input_shapes``."""
+    args = _parse_args(argv)
+    from rfcr.deploy.quantize import calibration_batches, quantize_detector
+    from rfcr.utils.config import build_model, load_config
+
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'rfcr-quantize: CONFIG: {e}') from None
+    if not os.path.isfile(args.checkpoint):
+        raise SystemExit(f'rfcr-quantize: CHECKPOINT {args.checkpoint!r}: no such file')
+    try:
+        model = build_model(cfg, args.checkpoint)
+    except (RuntimeError, KeyError, ValueError) as e:  # load_state_dict(strict=True)
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        more = f'\n... and {len(lines) - 6} more' if len(lines) > 6 else ''
+        raise SystemExit(f'rfcr-quantize: CHECKPOINT {args.checkpoint!r} does not fit the '
+                         f'model of {args.config}: ' + '\n'.join(lines[:6]) + more) from None
+    try:
+        batches = calibration_batches(cfg, model.data_preprocessor, args.calib, args.split)
+    except ValueError as e:
+        raise SystemExit(f'rfcr-quantize: --calib {args.calib} --split {args.split}: {e}'
+                         ) from None
+    shapes = sorted({tuple(b.shape) for b in batches})
+    print(f'rfcr-quantize: calibrating on {len(batches)} images of the {args.split} split '
+          f'(preprocessed shapes {", ".join("x".join(map(str, s)) for s in shapes)})')
+    result = quantize_detector(model, batches, args.out, args.runtime)
+    ops = result['op_counts']
+    quantized = ops.get('QuantizeLinear', 0) + ops.get('FakeQuantize', 0)
+    print(f'rfcr-quantize: wrote {args.out} (INT8 for {args.runtime}, {quantized} quantize '
+          f'nodes, {sum(ops.values())} nodes in all; dynamic batch, height and width)')
+    print(f'  evaluate: rfcr-test {args.config} {args.out}')
+    return dict(result, calib=len(batches), input_shapes=shapes)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    run(argv)
+
+
+if __name__ == '__main__':
+    main()
