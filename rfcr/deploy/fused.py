@@ -9,7 +9,8 @@ convolution's epilogue; PyTorch exposes that as ``torch.ops.mkldnn.
 _convolution_pointwise`` (what ``torch.compile`` emits on CPU). :class:`FusedConv` calls
 it with the weight reordered once per input shape into oneDNN's blocked layout.
 
-Measured, 1 thread, channels_last, one call each, interleaved (``min`` of 200 calls):
+Measured on an Intel Xeon (AVX-512), 1 thread, channels_last, one call each, interleaved
+(``min`` of 200 calls):
 a 1x1 128->255 conv + bias + ReLU6 at 40x40 1.05 ms vs 1.50 ms unfused; 16->96 at 160x160
 2.0 ms vs 4.2 ms; a 3x3 depthwise + bias + ReLU6 at 80x80 0.73 ms vs 0.96 ms. But a oneDNN
 call costs ~50 us more than THNN's, so at one thread a 1x1 conv whose output has fewer
@@ -19,10 +20,13 @@ itself would run it: 24->48 at 40x40 takes 0.10 ms there against 0.16 ms fused.
 Small 1x1 convs on channels_last inputs take a third route at any thread count: a 1x1
 conv of an NHWC map is one matrix product, ``torch.addmm(bias, x (HW x Cin), W^T)``, whose
 result is already the NHWC output (no copy), then the activation in place. Below
-:data:`MAX_MATMUL_1X1_OUTPUT` output elements that beats oneDNN's call (measured, 2
-threads, channels_last, medians of 300 calls, + ReLU6: 24->48 at 40x40 0.07 ms vs 0.16 ms
+:data:`MAX_MATMUL_1X1_OUTPUT` output elements that beats oneDNN's call (measured on the
+Xeon, 2 threads, channels_last, medians of 300 calls, + ReLU6: 24->48 at 40x40 0.07 ms vs 0.16 ms
 fused, 0.19 ms ``F.conv2d``; 64->384 at 20x20 0.18 vs 0.28 ms; 512->255 at 10x10 0.30 vs
-0.36 ms); above it oneDNN's blocked kernels win (128->255 at 40x40 1.10 vs 0.96 ms).
+0.36 ms); above it oneDNN's blocked kernels win (128->255 at 40x40 1.10 vs 0.96 ms). The
+thresholds differ per CPU (:data:`ROUTE_THRESHOLDS`): on an AVX2-only AMD EPYC oneDNN takes
+over from the matrix product at about 120,000 outputs, not 200,000.
+``benchmarks/fused_routes.py`` measures every route on the shapes of YOLO-ReT.
 
 The fused and matrix routes run only where they give the reference values (up to float
 rounding): a plain ``nn.Conv2d`` (not a subclass, whose forward may differ), float32 CPU
@@ -65,8 +69,12 @@ _checked: dict[str, bool] = {}
 # - max_matmul_1x1_output: the largest output for which a 1x1 conv on a channels_last
 #   input runs as one matrix product (torch.addmm) rather than a oneDNN call.
 ROUTE_THRESHOLDS = {
+    # Intel Xeon (AVX-512), see the module docstring.
     'avx512': dict(min_fused_1x1_output=100_000, max_matmul_1x1_output=200_000),
-    'avx2': dict(min_fused_1x1_output=100_000, max_matmul_1x1_output=200_000),
+    # AMD EPYC (AVX2), 2 threads: 144->24 at 80x80 (153,600 outputs) 0.86x the reference
+    # on oneDNN, 1.13x as a matrix product; 384->256 at 20x20 (102,400) 0.83x vs 0.82x.
+    # 1 thread: small 1x1 convs 1.2-1.5x slower on oneDNN, about even as a product.
+    'avx2': dict(min_fused_1x1_output=100_000, max_matmul_1x1_output=120_000),
 }
 
 
