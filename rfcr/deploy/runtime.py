@@ -69,6 +69,7 @@ def torch_runner(module: nn.Module, inputs: Sequence[Tensor],
         module = copy.deepcopy(module).to(memory_format=torch.channels_last)
         inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
                        for x in inputs)
+
     def run() -> object:
         with torch.inference_mode():
             return module(*inputs)
@@ -77,8 +78,8 @@ def torch_runner(module: nn.Module, inputs: Sequence[Tensor],
 
 
 def exported_file_runner(runtime: str, module: nn.Module, inputs: Sequence[Tensor],
-                    threads: Optional[int] = None, opset: int = DEFAULT_OPSET,
-                    path: Optional[str | os.PathLike] = None) -> Callable[[], object]:
+                         threads: Optional[int] = None, opset: int = DEFAULT_OPSET,
+                         path: Optional[str | os.PathLike] = None) -> Callable[[], object]:
     """A no-argument callable running ``module(*inputs)`` exported (static shapes) to
     ``path`` (``.onnx`` for ONNX Runtime, ``.xml`` for OpenVINO; by default a temporary
     file removed once the runtime holds the model) and loaded by ``runtime``."""
