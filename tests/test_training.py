@@ -1,4 +1,5 @@
 """Train, evaluate, save, resume and test the demo config through mmengine's real Runner."""
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -107,6 +108,22 @@ def test_train_eval_save_resume_test(tiny_data, tmp_path):
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert deployed[key] == pytest.approx(results[key], abs=2e-3), key
         assert scalars[f'val/{key}'].current() == pytest.approx(results[key], abs=2e-3), key
+
+
+def test_rfcr_test_leaves_no_worker_processes(tiny_data, tmp_path):
+    # The demo config's test loader has 2 persistent workers; a test run is one pass, so
+    # rfcr-test (also called in-process, e.g. by benchmarks/int8.py) must not leave them
+    # behind.
+    work = tmp_path / 'work'
+    rfcr_train.main([str(DEMO), '--work-dir', str(work), '--cfg-options',
+                     *_options(tiny_data, epochs=1)])
+    before = set(multiprocessing.active_children())
+    results = rfcr_test.run([
+        str(DEMO), str(work / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
+        '--cfg-options', *_options(tiny_data), 'test_dataloader.num_workers=2',
+        'test_dataloader.persistent_workers=True'])
+    assert 0.0 <= results['coco/bbox_mAP_50'] <= 1.0
+    assert set(multiprocessing.active_children()) <= before
 
 
 def test_checkpoint_with_foreign_objects_is_refused(tiny_data, tmp_path):

@@ -57,6 +57,10 @@ def run(argv: Sequence[str] | None = None) -> dict:
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint
+    # One pass over the test set: persistent workers would only outlive this call (and,
+    # forked from a process that goes on running OpenVINO and ONNX Runtime, have crashed it
+    # at exit).
+    cfg.test_dataloader.persistent_workers = False
     if args.deploy:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SwitchToDeployHook')]
 
