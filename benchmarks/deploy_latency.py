@@ -13,7 +13,6 @@ runs or machines.
 from __future__ import annotations
 
 import argparse
-import platform
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from rfcr.deploy.export import detector_wrapper, neck_wrapper
 from rfcr.deploy.runtime import RUNTIMES
 from rfcr.models import RFCR
 from rfcr.utils.config import build_model
+from rfcr.utils.cpu import cpu_name, isa_summary
 
 CONFIG = (Path(__file__).resolve().parents[1] / 'configs' / 'yoloret' /
           'yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py')
@@ -69,7 +69,7 @@ def main() -> None:
     necks = detector.neck if isinstance(detector.neck, nn.Sequential) else [detector.neck]
     rfcr = next(n for n in necks if isinstance(n, RFCR))
 
-    print(f'torch {torch.__version__}, {platform.processor() or platform.machine()}, '
+    print(f'torch {torch.__version__}, {cpu_name()} ({isa_summary()}), '
           f'{args.threads} thread(s), input {args.batch}x3x{args.size}x{args.size}, '
           f'{args.runs} runs interleaved')
     for name, module, inputs in (('RFCR', neck_wrapper(rfcr), feats),
