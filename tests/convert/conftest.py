@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from rfcr.tools import convert
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,3 +27,21 @@ def keras_refs(tmp_path_factory):
     return SimpleNamespace(dir=out, mobilenet_v2=dict(np.load(out / 'mobilenet_v2.npz')),
                            yoloret=dict(np.load(out / 'yoloret.npz')),
                            yoloret_eb3=dict(np.load(out / 'yoloret_eb3.npz')))
+
+
+@pytest.fixture
+def convert_fails(capsys):
+    """``convert_fails(argv, match, dst)``: rfcr-convert refuses ``argv`` with exit status 1
+    and one ``rfcr-convert: error:`` line containing ``match``, and writes nothing (no
+    ``dst``, no temporary file beside it). Returns the error line."""
+    def check(argv, match, dst):
+        with pytest.raises(SystemExit) as e:
+            convert.main(argv)
+        assert e.value.code == 1
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and err.startswith('rfcr-convert: error: '), err
+        assert match in err, err
+        assert not os.path.exists(dst)
+        assert [p for p in os.listdir(os.path.dirname(dst)) if p.endswith('.tmp')] == []
+        return err
+    return check

@@ -107,41 +107,29 @@ def test_file_with_top(keras_refs, tmp_path):
         assert_close_to_max(_nhwc(mine), refs[f'top_224_{name}'], what=name)
 
 
-def _fails(capsys, argv, match, dst):
-    with pytest.raises(SystemExit) as e:
-        convert.main(argv)
-    assert e.value.code == 1
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1 and err.startswith('rfcr-convert: error: '), err
-    assert match in err, err
-    assert not os.path.exists(dst)
-    assert [p for p in os.listdir(os.path.dirname(dst)) if p.endswith('.tmp')] == []
-    return err
-
-
-def test_config_check(converted, tmp_path, capsys):
+def test_config_check(converted, tmp_path, convert_fails):
     src = converted[0.75][0]
     ok = tmp_path / 'ok.pth'
     convert.run(['keras-mobilenetv2', str(src), str(ok), '--config', os.path.join(
         ROOT, 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_voc0712.py')])
     assert ok.is_file()
     bad = str(tmp_path / 'bad.pth')
-    _fails(capsys, ['keras-mobilenetv2', str(src), bad, '--config', os.path.join(
+    convert_fails(['keras-mobilenetv2', str(src), bad, '--config', os.path.join(
         ROOT, 'configs/yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-320-250e_voc0712.py')],
         'alpha 0.75 does not fit the backbone of', bad)
-    err = _fails(capsys, ['keras-mobilenetv2', str(src), bad, '--config', os.path.join(
+    err = convert_fails(['keras-mobilenetv2', str(src), bad, '--config', os.path.join(
         ROOT, 'configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py')],
         "which need Keras' numerics, but the backbone of", bad)
     assert 'conv1.conv is a stride-2 Conv2d with symmetric padding' in err
 
 
-def test_bad_files(keras_refs, tmp_path, capsys):
+def test_bad_files(keras_refs, tmp_path, convert_fails):
     dst = str(tmp_path / 'out.pth')
     text = tmp_path / 'weights.h5'
     text.write_text('not hdf5')
-    _fails(capsys, ['keras-mobilenetv2', str(text), dst], 'is not an HDF5 file', dst)
-    _fails(capsys, ['keras-mobilenetv2', str(tmp_path / 'nope.h5'), dst], 'no such file', dst)
-    _fails(capsys, ['keras-mobilenetv2', str(keras_refs.dir / 'other.h5'), dst],
+    convert_fails(['keras-mobilenetv2', str(text), dst], 'is not an HDF5 file', dst)
+    convert_fails(['keras-mobilenetv2', str(tmp_path / 'nope.h5'), dst], 'no such file', dst)
+    convert_fails(['keras-mobilenetv2', str(keras_refs.dir / 'other.h5'), dst],
            "is not Keras' MobileNetV2: it has no layer 'Conv1'", dst)
 
 

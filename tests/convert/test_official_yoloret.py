@@ -141,38 +141,26 @@ def test_rfcr_test_runs_it_on_voc(files, tmp_path):
     assert 0 <= metrics['pascal_voc/mAP'] <= 1
 
 
-def _fails(capsys, argv, match, dst):
-    with pytest.raises(SystemExit) as e:
-        convert.main(argv)
-    assert e.value.code == 1
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1 and err.startswith('rfcr-convert: error: '), err
-    assert match in err, err
-    assert not os.path.exists(dst)
-    assert [p for p in os.listdir(os.path.dirname(dst)) if p.endswith('.tmp')] == []
-    return err
-
-
-def test_bad_input(keras_refs, files, tmp_path, capsys):
+def test_bad_input(keras_refs, files, tmp_path, convert_fails):
     src = str(files['weights'][0])
     dst = str(tmp_path / 'out.pth')
     text = tmp_path / 'x.h5'
     text.write_text('not hdf5')
-    _fails(capsys, ['official-yoloret', str(text), dst, '--config', CONFIG],
+    convert_fails(['official-yoloret', str(text), dst, '--config', CONFIG],
            'is not an HDF5 file', dst)
 
     # Another architecture: a network without MobileNetV2, and Keras' MobileNetV2 alone.
-    _fails(capsys, ['official-yoloret', str(keras_refs.dir / 'other.h5'), dst, '--config',
+    convert_fails(['official-yoloret', str(keras_refs.dir / 'other.h5'), dst, '--config',
                     CONFIG], "is not a YOLO-ReT checkpoint of MobileNetV2 (it has no layer 'Conv1') "
            'or EfficientNet', dst)
     imagenet = str(keras_refs.dir / mobilenet_v2_file(0.75))
-    _fails(capsys, ['official-yoloret', imagenet, dst, '--config', CONFIG],
+    convert_fails(['official-yoloret', imagenet, dst, '--config', CONFIG],
            "layer 'block_16_expand' is a MobileNetV2 layer that the truncated backbone", dst)
-    _fails(capsys, ['keras-mobilenetv2', src, dst],
+    convert_fails(['keras-mobilenetv2', src, dst],
            "is not a whole Keras MobileNetV2: it has no layer 'block_16_project'", dst)
 
     # A width that does not fit the config.
-    _fails(capsys, ['official-yoloret', src, dst, '--config', CONFIG, '--cfg-options',
+    convert_fails(['official-yoloret', src, dst, '--config', CONFIG, '--cfg-options',
                     'model.backbone.widen_factor=1.4'],
            "layer 'Conv1' weight 'kernel': expected (3, 3, 3, 48) for backbone.conv1.conv.weight",
            dst)
@@ -188,16 +176,16 @@ def test_bad_input(keras_refs, files, tmp_path, capsys):
             bbox_head=dict(num_classes=80, in_channels=[255, 255, 255]))
         test_dataloader = dict(dataset=dict(metainfo=dict(classes=[str(i) for i in range(80)])))
     """))
-    err = _fails(capsys, ['official-yoloret', src, dst, '--config', str(coco)],
+    err = convert_fails(['official-yoloret', src, dst, '--config', str(coco)],
                  "weight 'kernel': expected (1, 1, 512, 255) for "
                  'neck.1.top_down_nodes.2.1.linear_conv.conv.weight', dst)
     assert 'got (1, 1, 512, 75)' in err
     # A config without Keras' numerics (PyTorch's BN eps in the neck).
-    _fails(capsys, ['official-yoloret', src, dst, '--config', os.path.join(
+    convert_fails(['official-yoloret', src, dst, '--config', os.path.join(
         ROOT, 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_voc0712.py')],
         "which need Keras' numerics, but YOLOV3.neck.0.fuse_conv.0.bn has BN eps=1e-05", dst)
     # A config of another graph (no stride-4 shortcut).
-    _fails(capsys, ['official-yoloret', src, dst, '--config', os.path.join(
+    convert_fails(['official-yoloret', src, dst, '--config', os.path.join(
         ROOT, 'configs/ablation/yoloret_mobilenetv2-0.75-trunc_rfcr_2xb8-320-250e_voc0712.py')],
         'the config does not build the official YOLO-ReT graph: the backbone is not', dst)
 

@@ -22,7 +22,7 @@ from mmdet.utils import register_all_modules
 from rfcr.tools import convert
 from tests.convert.keras_reference import EB3_SIZES, EB3_TAPS, assert_close_to_max
 from tests.convert.test_official_yoloret import CONFIG as M075_CONFIG
-from tests.convert.test_official_yoloret import _fails, _per_anchor
+from tests.convert.test_official_yoloret import _per_anchor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = {size: os.path.join(ROOT, f'configs/official/yoloret_efficientnet-b3_rfcr_official-'
@@ -118,18 +118,18 @@ def test_official_evaluators_score_coco(tmp_path):
     assert metrics['coco/bbox_mAP_50'] == 1 and metrics['pascal_voc/mAP'] == 1
 
 
-def test_bad_input(keras_refs, tmp_path, capsys):
+def test_bad_input(keras_refs, tmp_path, convert_fails):
     src = str(keras_refs.dir / 'yoloret_eb3_weights.h5')
     dst = str(tmp_path / 'out.pth')
     # The backbone comes from the file: an EfficientNet file with a MobileNetV2 config, and
     # the other way round.
-    _fails(capsys, ['official-yoloret', src, dst, '--config', M075_CONFIG],
+    convert_fails(['official-yoloret', src, dst, '--config', M075_CONFIG],
            "holds YOLO-ReT on EfficientNet; the config's backbone is TruncatedMobileNetV2", dst)
-    _fails(capsys, ['official-yoloret', str(keras_refs.dir / 'yoloret_weights.h5'), dst,
+    convert_fails(['official-yoloret', str(keras_refs.dir / 'yoloret_weights.h5'), dst,
                     '--config', CONFIGS[416]],
            "holds YOLO-ReT on MobileNetV2; the config's backbone is TruncatedEfficientNet", dst)
     # Another depth: EfficientNet-B0 has 16 blocks, B3 24 (190 layers with weights).
-    _fails(capsys, ['official-yoloret', src, dst, '--config', CONFIGS[416], '--cfg-options',
+    convert_fails(['official-yoloret', src, dst, '--config', CONFIGS[416], '--cfg-options',
                     'model.backbone.arch=b0'],
            'has 190 layers with weights before the YOLO-ReT neck, the truncated '
            'EfficientNet-B0 of the config 120', dst)
@@ -145,7 +145,7 @@ def test_bad_input(keras_refs, tmp_path, capsys):
             bbox_head=dict(num_classes=20, in_channels=[75, 75, 75]))
         test_dataloader = dict(dataset=dict(metainfo=dict(classes=[str(i) for i in range(20)])))
     """))
-    err = _fails(capsys, ['official-yoloret', src, dst, '--config', str(voc)],
+    err = convert_fails(['official-yoloret', src, dst, '--config', str(voc)],
                  "weight 'kernel': expected (1, 1, 512, 75) for "
                  'neck.1.top_down_nodes.2.1.linear_conv.conv.weight', dst)
     assert 'got (1, 1, 512, 255)' in err
