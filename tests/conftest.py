@@ -1,8 +1,10 @@
+import logging
 import random
 
 import numpy as np
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 import rfcr  # noqa: F401  (registers the modules)
 
@@ -13,6 +15,18 @@ def _seed():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def mmengine_messages():
+    """The messages mmengine's current logger emits during the test, in order."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
 
 
 def randomize_bn_stats(model: torch.nn.Module) -> None:

@@ -1,11 +1,9 @@
 """TruncatedEfficientNet: mmdet's EfficientNet without its last stage and final conv, tapped
 as the official YOLO-ReT-EB3; mmdet / mmpretrain checkpoints; YOLO-ReT-EB3 end to end."""
-import logging
 import math
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 from mmdet.models.backbones import EfficientNet
@@ -88,7 +86,7 @@ def test_keras_numerics_by_default_and_drop_path_as_the_full_network():
     assert ours.drop_path_rate == 0.2
 
 
-def test_mmdet_and_mmpretrain_layouts_load_and_log_what_they_drop(tmp_path):
+def test_mmdet_and_mmpretrain_layouts_load_and_log_what_they_drop(tmp_path, mmengine_messages):
     full = _full('b0')
     mmdet_path, mmpretrain_path = tmp_path / 'mmdet.pth', tmp_path / 'mmpretrain.pth'
     torch.save(full.state_dict(), mmdet_path)
@@ -96,20 +94,13 @@ def test_mmdet_and_mmpretrain_layouts_load_and_log_what_they_drop(tmp_path):
         **{f'backbone.{k}': v for k, v in full.state_dict().items()},
         'head.fc.weight': torch.zeros(1000, 1280), 'head.fc.bias': torch.zeros(1000)}},
         mmpretrain_path)
-    logger = MMLogger.get_current_instance()
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    logger.addHandler(handler)
-    try:
-        a = _load(TruncatedEfficientNet('b0'), mmdet_path)
-        b = _load(TruncatedEfficientNet('b0'), mmpretrain_path)
-    finally:
-        logger.removeHandler(handler)
+    a = _load(TruncatedEfficientNet('b0'), mmdet_path)
+    b = _load(TruncatedEfficientNet('b0'), mmpretrain_path)
     for model in (a, b):
         for k, v in model.state_dict().items():
             assert torch.equal(v, full.state_dict()[k]), k
-    mmdet_log, mmpretrain_log = [r for r in records if r.startswith('TruncatedEfficientNet')]
+    mmdet_log, mmpretrain_log = [r for r in mmengine_messages
+                                 if r.startswith('TruncatedEfficientNet')]
     for key in ('layers.5.4.expand_conv.conv.weight', 'layers.6.conv.weight',
                 'layers.6.bn.running_var'):
         assert key in mmdet_log and f'backbone.{key}' in mmpretrain_log
