@@ -14,6 +14,7 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 from ...utils.checkpoint import is_pretrained_init, load_checked_state_dict, load_state_dict
 from ..keras_compat import KERAS_META_KEY, check_keras_numerics, is_missing_local_file
+from .common import check_out_strides
 
 # Output stride of each module of mmdet's EfficientNet ('b' archs), ``layers[i]``: the stem,
 # then the stages as mmdet groups them. mmdet merges every stride-1 stage into the stage
@@ -108,13 +109,7 @@ class TruncatedEfficientNet(EfficientNet):
             raise ValueError(f"arch must be one of mmdet's EfficientNet-B archs "
                              f"{tuple(a for a in self.arch_settings if a[0] == 'b')}, got "
                              f'{arch!r}')
-        out_strides = tuple(out_strides)
-        available = sorted(set(_LAYER_STRIDES[1:]))
-        if (not out_strides or any(s not in available for s in out_strides)
-                or list(out_strides) != sorted(set(out_strides))):
-            raise ValueError(
-                f'out_strides must be a non-empty increasing subset of {tuple(available)}, '
-                f'got {out_strides!r}')
+        out_strides = check_out_strides(out_strides, _LAYER_STRIDES[1:])
         out_indices = tuple(max(i for i, s in enumerate(_LAYER_STRIDES) if s == stride)
                             for stride in out_strides)
         if (isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int)

@@ -18,6 +18,7 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ...utils.checkpoint import is_pretrained_init, load_checked_state_dict, load_state_dict
 from ..keras_compat import (KERAS_META_KEY, check_keras_numerics, is_missing_local_file,
                             missing_checkpoint_error)
+from .common import check_out_strides
 from .mobilenet_v2_keys import convert_mobilenet_v2_keys
 
 # The whole MobileNetV2 body, as in the paper (Sandler et al., Table 2) and torchvision.
@@ -125,13 +126,7 @@ class TruncatedMobileNetV2(BaseModule):
                 or not math.isfinite(widen_factor) or widen_factor <= 0):
             raise ValueError(
                 f'widen_factor must be a positive number, got {widen_factor!r}')
-        out_strides = tuple(out_strides)
-        available = sorted(set(_STAGE_STRIDES[1:]))
-        if (not out_strides or any(s not in available for s in out_strides)
-                or list(out_strides) != sorted(set(out_strides))):
-            raise ValueError(
-                f'out_strides must be a non-empty increasing subset of {tuple(available)}, '
-                f'got {out_strides!r}')
+        out_strides = check_out_strides(out_strides, _STAGE_STRIDES[1:])
         if (isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int)
                 or not -1 <= frozen_stages <= NUM_KEPT_STAGES):
             raise ValueError(
