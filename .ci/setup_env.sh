@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with torch, mmengine, mmcv (compiled ops), mmdet and rfcr (editable, dev extras).
 #
-# Idempotent. mmcv 2.1.0 has no wheel for this torch and takes 8-20 minutes to compile
+# Idempotent. mmcv 2.1.0 has no wheel for this torch and takes 10-25 minutes to compile
 # on 2 cores, so the wheel is built once and cached under $RFCR_CACHE_DIR (default
 # ~/.cache/rfcr), keyed by the mmcv, torch, Python and CPU/CUDA flavour.
 set -euo pipefail
@@ -51,7 +51,7 @@ PY
         say "using the cached mmcv wheel in $wheel_dir"
     else
         say "no cached mmcv wheel in $wheel_dir"
-        say "building mmcv $MMCV_VERSION ($flavour ops) from the PyPI sdist: 8-20 minutes on 2 cores, once per machine"
+        say "building mmcv $MMCV_VERSION ($flavour ops) from the PyPI sdist: 10-25 minutes on 2 cores, once per machine"
         build=$(mktemp -d)
         trap 'rm -rf "$build"' EXIT
         pip_ download -q --no-deps --no-binary :all: --no-build-isolation -d "$build" "mmcv==$MMCV_VERSION"

@@ -1,6 +1,6 @@
 # The authors' YOLO-ReT-EB3 at 224x224 (prakharg24/yoloret
 # code/checkpoints/efficientnetb3_224_coco.h5), set up as the official code evaluates it; all
-# else as the 416 config. Test only, with the converted weights (README, "Weights"):
+# else as the 416 config. Test only, with the converted weights (docs/weights.md):
 #   rfcr-convert official-yoloret efficientnetb3_224_coco.h5 checkpoints/yoloret_eb3_224_coco.pth \
 #       --config configs/official/yoloret_efficientnet-b3_rfcr_official-224_coco.py
 #   rfcr-test configs/official/yoloret_efficientnet-b3_rfcr_official-224_coco.py \

@@ -1,6 +1,6 @@
 # The authors' YOLO-ReT-EB3 (prakharg24/yoloret code/checkpoints/efficientnetb3_416_coco.h5:
 # COCO 2017, 416x416), set up as the official code evaluates it. Test only, with the
-# converted weights (README, "Weights"):
+# converted weights (docs/weights.md):
 #   rfcr-convert official-yoloret efficientnetb3_416_coco.h5 checkpoints/yoloret_eb3_416_coco.pth \
 #       --config configs/official/yoloret_efficientnet-b3_rfcr_official-416_coco.py
 #   rfcr-test configs/official/yoloret_efficientnet-b3_rfcr_official-416_coco.py \
@@ -14,7 +14,7 @@
 # Numerics: Keras' in every BN (eps 1e-3) and TensorFlow "SAME" padding in every conv.
 # Input and post-processing: as configs/official/yoloret_mobilenetv2-0.75_rfcr_official-320_
 # voc0712.py (RGB in [0, 1], letterboxed and centred, zero padding; mmdet's YOLOv3
-# selection with the official thresholds, README "Weights" lists the differences), with at
+# selection with the official thresholds, docs/weights.md lists the differences), with at
 # most 20 boxes per class x 80 classes per image.
 # Evaluation: the official code scores COCO with its map.py too (all-point AP at IoU 0.5 per
 # class, VOCMetric(eval_mode='area') here); CocoMetric adds COCO's own AP@[.5:.95].

@@ -1,7 +1,7 @@
 # The authors' YOLO-ReT-M0.75 (prakharg24/yoloret code/checkpoints/mobilenetv2x75_320_voc.h5:
 # trained on VOC 07+12 trainval at 320x320; the paper reports 68.75 AP50 on VOC07 test), set
-# up as the official code evaluates it. Test only, with the converted weights (README,
-# "Weights"):
+# up as the official code evaluates it. Test only, with the converted weights
+# (docs/weights.md):
 #   rfcr-convert official-yoloret mobilenetv2x75_320_voc.h5 checkpoints/yoloret_m075_320_voc.pth \
 #       --config configs/official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py
 #   rfcr-test configs/official/yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py \

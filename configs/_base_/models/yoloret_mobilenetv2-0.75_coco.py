@@ -27,7 +27,7 @@ model = dict(
         # ImageNet MobileNetV2 weights at widths 0.75 and 1.4 are Keras' only. Keras' numerics
         # make the transferred features the ones Keras computed: TensorFlow "SAME" padding of
         # the stride-2 convs and BN eps 1e-3 (the official backbone's BN momentum, 0.9 in
-        # Keras, is PyTorch's default 0.1). Make the checkpoint with (README, "Weights"):
+        # Keras, is PyTorch's default 0.1). Make the checkpoint with (docs/weights.md):
         #   rfcr-convert keras-mobilenetv2 \
         #       mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.75_224_no_top.h5 \
         #       checkpoints/mobilenet_v2_x0.75_imagenet.pth
