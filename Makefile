@@ -21,10 +21,12 @@ demo:
 		$(VENV)/bin/rfcr-make-data --out $(DEMO_DATA)
 	$(VENV)/bin/rfcr-train $(DEMO_CONFIG) --work-dir $(DEMO_WORK)
 
-## bench: rfcr-bench's default suite (no data, no GPU) on eager PyTorch and every runtime installed
-## (ONNX Runtime, OpenVINO, torch.compile), with profiles of every target not met -> docs/bench/
+## bench: rfcr-bench on the suite benchmarks/suite.py (no data, no GPU) on eager PyTorch and every
+## runtime installed (ONNX Runtime, OpenVINO, torch.compile), with profiles of every target not
+## met -> docs/bench/
 bench:
-	$(VENV)/bin/rfcr-bench --runtime installed --profile --out-dir docs/bench
+	$(VENV)/bin/rfcr-bench --suite benchmarks/suite.py --runtime installed --profile \
+		--out-dir docs/bench
 
 ## int8: FP32 vs INT8 of the demo checkpoint (after make demo): mAP on its validation set and
 ## latency, ONNX Runtime and OpenVINO -> docs/bench/int8/

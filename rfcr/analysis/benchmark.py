@@ -15,14 +15,15 @@ Example:
     ...     Candidate('small', 'toy', lambda: nn.Conv2d(8, 8, 1), image),
     ...     Candidate('large', 'toy', lambda: nn.Conv2d(8, 64, 3), image)])
     >>> rows, _ = run_group(group, Settings(input_size=(64, 64), threads=1, warmup=1))
-    >>> [(r['name'], r['params']['total'], r['macs']['total']) for r in rows]
+    >>> [(r.name, r.params['total'], r.macs['total']) for r in rows]
     [('small', 72, 4096), ('large', 4672, 165888)]
-    >>> rows[0]['ratio_vs_ref']['median']
+    >>> rows[0].ratio_vs_ref['median']
     1.0
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from ..deploy.session import FILE_RUNTIMES, RUNTIME_SUFFIXES, ExportedModel, def
 from ..utils.config import parameter_counts
 from .flops import count_macs
 from .profile import Profile, profile_runtime
+from .report import BenchRow
 from .latency import (MEMORY_FORMATS, Stats, best_format, interleaved_timings, paired_ratio,
                       peak_memory, synchronizer)
 
@@ -49,6 +51,11 @@ EAGER = 'eager'  # PyTorch eager, in the faster memory format: every row has it
 def call_model(model: nn.Module, inputs: tuple) -> Any:
     """``model(*inputs)``: a detector's tensor-mode forward, a neck's forward."""
     return model(*inputs)
+
+
+def image(batch: int, size: tuple[int, int]) -> tuple:
+    """A detector's input, random: ``model(*image(...))`` runs its tensor-mode forward."""
+    return (torch.rand(batch, 3, *size), )
 
 
 @dataclass
@@ -215,32 +222,40 @@ def _params_by_part(model: nn.Module) -> dict:
 
 def run_group(group: Group, settings: Settings,
               progress: Optional[Callable[[str, int], None]] = None
-              ) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
-    """Measure every candidate of ``group``; rows in candidate order, plus raw timings.
+              ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]]]:
+    """Measure every candidate of ``group`` with ``settings.threads`` threads (the
+    process's count is restored after); rows in candidate order, plus raw timings.
 
     ``progress(message, steps)`` is told of each step done, a step being one forward
     pass (preparing a candidate counts as one per memory format): see :func:`num_steps`.
 
     Returns:
-        ``(rows, times)``: a dict per candidate (see ``rfcr-bench --help`` for the fields;
-        a failed candidate has an ``error`` instead of measurements) and, per candidate,
+        ``(rows, times)``: a :class:`BenchRow` per candidate and, per candidate,
         variant -> seconds per round; variants are the memory formats, ``'eager'`` (the
         faster of them) and each of ``settings.runtimes``.
     """
-    progress = progress or (lambda msg, steps: None)
-    device = torch.device(settings.device)
+    threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    try:
+        return _run_group(group, settings, progress or (lambda msg, steps: None))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], None]
+               ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]]]:
+    device = torch.device(settings.device)
     rows, runners, prepared = [], {}, {}
     for cand in group.candidates:
-        row = dict(group=group.name, name=cand.name, family=cand.family, source=cand.source,
-                   ref=cand.ref or group.baseline)
+        row = BenchRow(group.name, cand.name, cand.family, cand.source,
+                       cand.ref or group.baseline)
         rows.append(row)
         try:
             model = cand.build()
             model.eval()  # some modules' train() returns None: no chaining
             inputs = cand.make_inputs(settings.batch_size, settings.input_size)
-            row['params'] = _params_by_part(model)
-            row['macs'], row['unsupported_ops'] = _macs_by_part(model, inputs)
+            row.params = _params_by_part(model)
+            row.macs, row.unsupported_ops = _macs_by_part(model, inputs)
             for fmt in settings.formats:
                 m = model if len(settings.formats) == 1 else copy.deepcopy(model)
                 m = m.to(device, memory_format=MEMORY_FORMATS[fmt])
@@ -250,7 +265,7 @@ def run_group(group: Group, settings: Settings,
                 runners[(cand.name, fmt)] = (lambda m=m, x=x, call=cand.call: call(m, x))
                 prepared.setdefault(cand.name, []).append(fmt)
         except Exception as e:  # a user's config may not build or run: report, go on
-            row['error'] = f'{type(e).__name__}: {e}'
+            row.error = f'{type(e).__name__}: {e}'
         else:
             for rt in settings.runtimes:
                 try:
@@ -258,7 +273,7 @@ def run_group(group: Group, settings: Settings,
                         rt, cand, copy.deepcopy(model).to(memory_format=torch.contiguous_format),
                         inputs, settings.threads)
                 except Exception as e:  # e.g. an op the exporter or runtime lacks
-                    row.setdefault('runtime_errors', {})[rt] = f'{type(e).__name__}: {e}'
+                    row.runtime_errors[rt] = f'{type(e).__name__}: {e}'
         progress(f'{group.name}: prepared {cand.name}', len(settings.formats))
 
     repeats = settings.repeats or group.repeats
@@ -276,20 +291,19 @@ def run_group(group: Group, settings: Settings,
         t[EAGER] = t[best_format({f: t[f] for f in settings.formats if f in t})]
 
     for row in rows:
-        name = row['name']
+        name = row.name
         if name not in times:
             continue
         t = times[name]
         fmt = next(f for f in settings.formats if t.get(f) is t[EAGER])
-        row['memory_format'] = fmt
-        row['latency_ms'] = _stats_ms(t[EAGER])
-        row['latency_ms_by_format'] = {f: _stats_ms(t[f]) for f in settings.formats if f in t}
+        row.memory_format = fmt
+        row.latency_ms = _stats_ms(t[EAGER])
+        row.latency_ms_by_format = {f: _stats_ms(t[f]) for f in settings.formats if f in t}
         if {'contiguous', 'channels_last'} <= set(t):  # channels_last's gain
-            row['channels_last_speedup'] = paired_ratio(t['contiguous'],
-                                                        t['channels_last']).median
-        ref = times.get(row['ref'], {})
+            row.channels_last_speedup = paired_ratio(t['contiguous'], t['channels_last']).median
+        ref = times.get(row.ref, {})
         if EAGER in ref:
-            row['ratio_vs_ref'] = _ratio(t[EAGER], ref[EAGER])
+            row.ratio_vs_ref = _ratio(t[EAGER], ref[EAGER])
         for rt in settings.runtimes:
             if rt not in t:
                 continue
@@ -297,12 +311,12 @@ def run_group(group: Group, settings: Settings,
                          speedup_vs_eager=_ratio(t[EAGER], t[rt]))
             if rt in ref:  # like for like: against the reference on the same runtime
                 entry['ratio_vs_ref'] = _ratio(t[rt], ref[rt])
-            row.setdefault('runtimes', {})[rt] = entry
-        row['best_runtime'] = min((EAGER, ) + tuple(r for r in settings.runtimes if r in t),
+            row.runtimes[rt] = entry
+        row.best_runtime = min((EAGER, ) + tuple(r for r in settings.runtimes if r in t),
                                   key=lambda r: statistics.median(t[r]))
         if settings.peak_memory:
             with torch.inference_mode():
-                row['peak_memory_mib'] = peak_memory(runners[(name, fmt)], device) / 2**20
+                row.peak_memory_mib = peak_memory(runners[(name, fmt)], device) / 2**20
     return rows, times
 
 
@@ -338,8 +352,9 @@ class Target:
     speedup: bool = False
     runtime: str = EAGER
 
-    def check(self, rows: Sequence[dict], times: dict[str, dict[str, dict[str, list[float]]]]
-              ) -> dict:
+    def check(self, times: dict[str, dict[str, dict[str, list[float]]]]) -> dict:
+        """The ratio measured in ``times`` (group -> row -> runtime -> seconds per round)
+        and whether it meets the threshold (``None`` where a row was not measured)."""
         result = dict(name=self.name, group=self.group, a=self.a, b=self.b, op=self.op,
                       threshold=self.threshold, runtime=self.runtime,
                       measure='speed-up' if self.speedup else 'ratio')
@@ -363,17 +378,76 @@ class Target:
         return best, by_runtime[best]
 
 
-def finite_ratios(rows: Sequence[dict]) -> bool:
-    """Whether every measured row has a finite, positive median ratio."""
-    return all(math.isfinite(r['ratio_vs_ref']['median']) and r['ratio_vs_ref']['median'] > 0
-               for r in rows if 'ratio_vs_ref' in r)
+def finite_ratios(rows: Sequence[BenchRow]) -> bool:
+    """Whether some row was measured against its reference and every such row's median
+    ratio is finite and positive (``False`` when none was).
+
+    Example:
+        >>> row = BenchRow('g', 'a', 'toy', '', 'a')
+        >>> finite_ratios([row])  # not measured: nothing to vouch for
+        False
+        >>> row.ratio_vs_ref = dict(median=1.0, p10=1.0, p90=1.0)
+        >>> finite_ratios([row])
+        True
+    """
+    ratios = [r.ratio_vs_ref['median'] for r in rows if r.ratio_vs_ref is not None]
+    return bool(ratios) and all(math.isfinite(x) and x > 0 for x in ratios)
 
 
 @dataclass
 class Suite:
-    """Groups and the targets checked on them."""
+    """Groups and the targets checked on them.
+
+    A target on ``'eager'`` is checked on eager and again on each runtime run (both rows
+    on that runtime); a ``'best'`` one only where some runtime besides eager ran.
+
+    Example:
+        >>> suite = Suite([Group(n, 'a', [Candidate('a', 'toy', None, None)])
+        ...                for n in ('necks', 'deploy', 'deploy-int8')],
+        ...               [Target('t', 'deploy', 'a', 'a', '<=', 1.0)])
+        >>> [g.name for g in suite.select(['deploy']).groups]
+        ['deploy', 'deploy-int8']
+        >>> [t.runtime for t in suite.select(['deploy']).targets_on(['onnxruntime'])]
+        ['eager', 'onnxruntime']
+        >>> suite.select(['necks']).targets
+        []
+    """
     groups: list[Group]
     targets: list[Target] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        names = {g.name: {c.name for c in g.candidates} for g in self.groups}
+        if len(names) != len(self.groups):
+            raise ValueError('suite: group names must be unique, got '
+                             f'{[g.name for g in self.groups]}')
+        for t in self.targets:
+            if t.group not in names:
+                raise ValueError(f'target {t.name!r}: group {t.group!r} is not one of the '
+                                 f'suite\'s {list(names)}')
+            if not {t.a, t.b} <= names[t.group]:
+                raise ValueError(f'target {t.name!r}: rows {t.a!r} and {t.b!r} must be '
+                                 f'candidates of group {t.group!r}, {sorted(names[t.group])}')
+
+    def select(self, names: Sequence[str]) -> Suite:
+        """The groups called ``name`` or ``name-...`` for each of ``names`` (``ablation``:
+        ``ablation-M0.75`` and ``ablation-M1.4``), in suite order, and their targets."""
+        def matches(group: Group, name: str) -> bool:
+            return group.name == name or group.name.startswith(f'{name}-')
+
+        for name in names:
+            if not any(matches(g, name) for g in self.groups):
+                raise ValueError(f'no group of the suite is called {name!r} or '
+                                 f'{name + "-..."!r}; groups: {[g.name for g in self.groups]}')
+        groups = [g for g in self.groups if any(matches(g, n) for n in names)]
+        chosen = {g.name for g in groups}
+        return Suite(groups, [t for t in self.targets if t.group in chosen])
+
+    def targets_on(self, runtimes: Sequence[str]) -> list[Target]:
+        """The targets to check when eager and ``runtimes`` ran."""
+        eager = [t for t in self.targets if t.runtime == EAGER]
+        return eager + [dataclasses.replace(t, runtime=rt) for rt in runtimes for t in eager] + [
+            t for t in self.targets
+            if t.runtime in runtimes or (t.runtime == BEST and len(runtimes) > 0)]
 
 
 def run_files(paths: Sequence[str], settings: Settings,

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -31,14 +33,33 @@ RUNTIME_HOW = {'onnxruntime': 'exported to ONNX (opset 17, static shapes), ONNX 
                'compile': 'torch.compile (inductor, CPU, static shapes, weights frozen, one '
                           'graph)'}
 
-CSV_FIELDS = ('group', 'name', 'family', 'source', 'ref', 'memory_format', 'params_total',
-              'params_backbone', 'params_neck', 'params_head', 'macs_total', 'macs_backbone',
-              'macs_neck', 'macs_head', 'latency_median_ms', 'latency_p10_ms',
-              'latency_p90_ms', 'latency_contiguous_median_ms',
-              'latency_channels_last_median_ms', 'channels_last_speedup', 'ratio_vs_ref',
-              'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'peak_memory_mib') + tuple(
-    f'{rt}_{field}' for rt in EXPORTED_RUNTIMES
-    for field in ('median_ms', 'ratio_vs_ref', 'speedup_vs_eager')) + ('best_runtime', 'error')
+@dataclass
+class BenchRow:
+    """One measured candidate: what bench.json, bench.csv and bench.md hold per row.
+
+    Latencies are ``{median, p10, p90, n}`` in ms, ratios ``{median, p10, p90}`` of the
+    per-round ratio to the row ``ref`` (same group, same runtime). A candidate that failed
+    to build or run has ``error`` and no measurements.
+    """
+    group: str
+    name: str
+    family: str
+    source: str
+    ref: str
+    params: dict[str, int] = field(default_factory=dict)  # total (+ backbone/neck/head)
+    macs: dict[str, int] = field(default_factory=dict)  # likewise
+    unsupported_ops: dict[str, int] = field(default_factory=dict)  # op -> calls not counted
+    memory_format: Optional[str] = None  # eager's faster one
+    latency_ms: Optional[dict[str, float]] = None  # eager, in memory_format
+    latency_ms_by_format: dict[str, dict[str, float]] = field(default_factory=dict)
+    channels_last_speedup: Optional[float] = None  # contiguous / channels_last, paired
+    ratio_vs_ref: Optional[dict[str, float]] = None  # eager
+    # runtime -> {latency_ms, speedup_vs_eager, ratio_vs_ref (if the ref ran there)}
+    runtimes: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    runtime_errors: dict[str, str] = field(default_factory=dict)
+    best_runtime: Optional[str] = None  # 'eager' or the runtime with the lowest median
+    peak_memory_mib: Optional[float] = None
+    error: Optional[str] = None
 
 
 def machine_info(device: str, threads: int) -> dict:
@@ -72,14 +93,14 @@ def _split(d: dict, fmt: Callable[[float], str]) -> str:
     return f'{total} ({"/".join(fmt(d[k]) for k in ("backbone", "neck", "head"))})'
 
 
-def _format_abbrev(row: dict) -> str:
-    return {'channels_last': 'CL', 'contiguous': 'CF'}.get(row.get('memory_format'), '-')
+def _format_abbrev(row: BenchRow) -> str:
+    return {'channels_last': 'CL', 'contiguous': 'CF'}.get(row.memory_format, '-')
 
 
-def _format_cell(row: dict) -> str:
+def _format_cell(row: BenchRow) -> str:
     fmt = _format_abbrev(row)
-    if 'channels_last_speedup' in row:
-        fmt += f' ({row["channels_last_speedup"]:.2f})'
+    if row.channels_last_speedup is not None:
+        fmt += f' ({row.channels_last_speedup:.2f})'
     return fmt
 
 
@@ -91,12 +112,11 @@ def _ratio_cell(ratio: Optional[dict], is_ref: bool) -> str:
     return f'{ratio["median"]:.3f} [{ratio["p10"]:.2f}-{ratio["p90"]:.2f}]'
 
 
-def _runtime_table(group: str, rows: Sequence[dict]) -> list[str]:
+def _runtime_table(group: str, rows: Sequence[BenchRow]) -> list[str]:
     """Each model's latency per runtime, its ratio to the group's reference on the same
     runtime, and its fastest runtime; nothing if no runtime besides eager ran."""
     runtimes = [rt for rt in EXPORTED_RUNTIMES
-                if any(rt in r.get('runtimes', {}) or rt in r.get('runtime_errors', {})
-                       for r in rows)]
+                if any(rt in r.runtimes or rt in r.runtime_errors for r in rows)]
     if not runtimes:
         return []
     names = ', '.join(RUNTIME_NAMES.get(rt, rt) for rt in runtimes)
@@ -109,23 +129,23 @@ def _runtime_table(group: str, rows: Sequence[dict]) -> list[str]:
              + ' | best runtime |',
              '|---|---:|' + '---:|---:|' * len(runtimes) + ':---:|']
     for r in rows:
-        if 'error' in r:
+        if r.error is not None:
             continue
-        cells = [f'{r["latency_ms"]["median"]:.2f} ({_format_abbrev(r)})']
+        cells = [f'{r.latency_ms["median"]:.2f} ({_format_abbrev(r)})']
         for rt in runtimes:
-            entry = r.get('runtimes', {}).get(rt)
+            entry = r.runtimes.get(rt)
             if entry is None:
-                error = r.get('runtime_errors', {}).get(rt, 'not run')
+                error = r.runtime_errors.get(rt, 'not run')
                 cells += [f'failed: {error[:80]}', '-']
                 continue
             cells += [f'{entry["latency_ms"]["median"]:.2f}',
-                      _ratio_cell(entry.get('ratio_vs_ref'), r['ref'] == r['name'])]
-        best = RUNTIME_NAMES.get(r.get('best_runtime'), r.get('best_runtime', '-'))
-        lines.append(f'| {r["name"]} | ' + ' | '.join(cells) + f' | {best} |')
+                      _ratio_cell(entry.get('ratio_vs_ref'), r.ref == r.name)]
+        best = RUNTIME_NAMES.get(r.best_runtime, r.best_runtime or '-')
+        lines.append(f'| {r.name} | ' + ' | '.join(cells) + f' | {best} |')
     return lines + ['']
 
 
-def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dict],
+def markdown(rows: Sequence[BenchRow], groups: Sequence[dict], targets: Sequence[dict],
              meta: dict) -> str:
     """The results as markdown: one table per group, then the targets and the notes."""
     lines = []
@@ -134,19 +154,20 @@ def markdown(rows: Sequence[dict], groups: Sequence[dict], targets: Sequence[dic
                   '| model | params M (bb/neck/head) | MACs (bb/neck/head) | format (CL gain) '
                   '| median ms | p90 ms | x ref [p10-p90] | ref | peak MiB |',
                   '|---|---:|---:|:---:|---:|---:|---:|---|---:|']
-        for r in (r for r in rows if r['group'] == g['name']):
-            if 'error' in r:
-                lines.append(f'| {r["name"]} | failed: {r["error"][:120]} |||||||')
+        group_rows = [r for r in rows if r.group == g['name']]
+        for r in group_rows:
+            if r.error is not None:
+                lines.append(f'| {r.name} | failed: {r.error[:120]} |||||||')
                 continue
-            lat = r['latency_ms']
-            ratio_cell = _ratio_cell(r.get('ratio_vs_ref'), r['ref'] == r['name'])
-            peak = f'{r["peak_memory_mib"]:.1f}' if 'peak_memory_mib' in r else '-'
-            lines.append(f'| {r["name"]} | {_split(r["params"], lambda v: f"{v / 1e6:.2f}")} | '
-                         f'{_split(r["macs"], _macs)} | '
+            lat = r.latency_ms
+            ratio_cell = _ratio_cell(r.ratio_vs_ref, r.ref == r.name)
+            peak = '-' if r.peak_memory_mib is None else f'{r.peak_memory_mib:.1f}'
+            lines.append(f'| {r.name} | {_split(r.params, lambda v: f"{v / 1e6:.2f}")} | '
+                         f'{_split(r.macs, _macs)} | '
                          f'{_format_cell(r)} | {lat["median"]:.2f} | {lat["p90"]:.2f} | '
-                         f'{ratio_cell} | {r["ref"]} | {peak} |')
+                         f'{ratio_cell} | {r.ref} | {peak} |')
         lines.append('')
-        lines += _runtime_table(g['name'], [r for r in rows if r['group'] == g['name']])
+        lines += _runtime_table(g['name'], group_rows)
     if targets:
         lines += ['**Targets** (ratios from this run, both sides on the same runtime)', '',
                   '| target | runtime | measured [p10-p90] | wanted | met |',
@@ -203,36 +224,38 @@ def files_markdown(rows: Sequence[dict], meta: dict) -> str:
     return '\n'.join(lines)
 
 
-def csv_rows(rows: Sequence[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        flat = {k: r.get(k, '') for k in ('group', 'name', 'family', 'source', 'ref',
-                                          'memory_format', 'error')}
-        for kind in ('params', 'macs'):
-            for part in ('total', 'backbone', 'neck', 'head'):
-                flat[f'{kind}_{part}'] = r.get(kind, {}).get(part, '')
-        lat = r.get('latency_ms', {})
-        for k in ('median', 'p10', 'p90'):
-            flat[f'latency_{k}_ms'] = lat.get(k, '')
-        for fmt in ('contiguous', 'channels_last'):
-            flat[f'latency_{fmt}_median_ms'] = r.get('latency_ms_by_format', {}).get(
-                fmt, {}).get('median', '')
-        flat['channels_last_speedup'] = r.get('channels_last_speedup', '')
-        ratio = r.get('ratio_vs_ref', {})
-        flat['ratio_vs_ref'] = ratio.get('median', '')
-        flat['ratio_vs_ref_p10'] = ratio.get('p10', '')
-        flat['ratio_vs_ref_p90'] = ratio.get('p90', '')
-        flat['peak_memory_mib'] = r.get('peak_memory_mib', '')
-        for rt in EXPORTED_RUNTIMES:
-            entry = r.get('runtimes', {}).get(rt, {})
-            flat[f'{rt}_median_ms'] = entry.get('latency_ms', {}).get('median', '')
-            flat[f'{rt}_ratio_vs_ref'] = entry.get('ratio_vs_ref', {}).get('median', '')
-            flat[f'{rt}_speedup_vs_eager'] = entry.get('speedup_vs_eager', {}).get('median', '')
-        flat['best_runtime'] = r.get('best_runtime', '')
-        errors = [f'{rt}: {e}' for rt, e in r.get('runtime_errors', {}).items()]
-        flat['error'] = '; '.join(([flat['error']] if flat['error'] else []) + errors)
-        out.append(flat)
-    return out
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items()
+                for k, v in _flat(f'{prefix}_{key}', item).items()}
+    return {} if value is None else {prefix: value}
+
+
+def csv_table(rows: Sequence[BenchRow]) -> tuple[list[str], list[dict[str, Any]]]:
+    """bench.csv's columns and records: every :class:`BenchRow` field, nested entries
+    joined by ``_`` (``params_total``, ``runtimes_onnxruntime_ratio_vs_ref_median``); the
+    columns any row has, in field order.
+
+    Example:
+        >>> row = BenchRow('g', 'a', 'toy', '', 'a', params={'total': 3},
+        ...                ratio_vs_ref={'median': 1.0, 'p10': 1.0, 'p90': 1.0})
+        >>> columns, records = csv_table([row, BenchRow('g', 'b', 'toy', '', 'a', error='E')])
+        >>> columns  # doctest: +NORMALIZE_WHITESPACE
+        ['group', 'name', 'family', 'source', 'ref', 'params_total', 'ratio_vs_ref_median',
+         'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'error']
+        >>> records[1]
+        {'group': 'g', 'name': 'b', 'family': 'toy', 'source': '', 'ref': 'a', 'error': 'E'}
+    """
+    fields = [f.name for f in dataclasses.fields(BenchRow)]
+    parts = [[_flat(name, getattr(r, name)) for name in fields] for r in rows]
+    columns = list(dict.fromkeys(k for i in range(len(fields)) for p in parts for k in p[i]))
+    return columns, [{k: v for part in p for k, v in part.items()} for p in parts]
+
+
+def _json(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    raise TypeError(f'{type(obj).__name__} is not JSON serializable')
 
 
 def write_outputs(out_dir: Path, result: dict, table: str) -> dict[str, Path]:
@@ -240,43 +263,44 @@ def write_outputs(out_dir: Path, result: dict, table: str) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {'json': out_dir / 'bench.json', 'csv': out_dir / 'bench.csv',
              'md': out_dir / 'bench.md'}
-    paths['json'].write_text(json.dumps(result, indent=1) + '\n')
+    paths['json'].write_text(json.dumps(result, indent=1, default=_json) + '\n')
+    columns, records = csv_table(result['rows'])
     with open(paths['csv'], 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(csv_rows(result['rows']))
+        writer.writerows(records)
     paths['md'].write_text(table + '\n')
     return paths
 
 
-def plot(rows: Sequence[dict], path: Path, title: str = '') -> Path:
+def plot(rows: Sequence[BenchRow], path: Path, title: str = '') -> Path:
     """Latency vs MACs, marker area by parameters, one colour per family; detectors and
     necks (rows without a backbone) in separate panels."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    measured = [r for r in rows if 'latency_ms' in r]
-    panels = [('detectors', [r for r in measured if 'backbone' in r['macs']]),
-              ('necks', [r for r in measured if 'backbone' not in r['macs']])]
+    measured = [r for r in rows if r.latency_ms is not None]
+    panels = [('detectors', [r for r in measured if 'backbone' in r.macs]),
+              ('necks', [r for r in measured if 'backbone' not in r.macs])]
     panels = [(t, rs) for t, rs in panels if rs]
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6), squeeze=False)
-    families = sorted({r['family'] for r in measured})
+    families = sorted({r.family for r in measured})
     colours = {f: plt.get_cmap('tab10')(i % 10) for i, f in enumerate(families)}
     for ax, (panel, rs) in zip(axes[0], panels):
-        biggest = max(max(r['params']['total'] for r in rs), 1)
+        biggest = max(max(r.params['total'] for r in rs), 1)
         for r in rs:
-            macs = r['macs']['total'] / (1e9 if panel == 'detectors' else 1e6)
-            ax.scatter(macs, r['latency_ms']['median'], s=40 + 600 * r['params']['total'] / biggest,
-                       alpha=0.6, color=colours[r['family']], edgecolors='k', linewidths=0.5)
-            ax.annotate(r['name'], (macs, r['latency_ms']['median']), fontsize=7,
+            macs = r.macs['total'] / (1e9 if panel == 'detectors' else 1e6)
+            ax.scatter(macs, r.latency_ms['median'], s=40 + 600 * r.params['total'] / biggest,
+                       alpha=0.6, color=colours[r.family], edgecolors='k', linewidths=0.5)
+            ax.annotate(r.name, (macs, r.latency_ms['median']), fontsize=7,
                         xytext=(4, 4), textcoords='offset points')
         ax.set_xlabel('GMACs' if panel == 'detectors' else 'MMACs')
         ax.set_ylabel('median latency (ms)')
         ax.set_title(f'{panel} (marker area ~ parameters)')
         ax.grid(alpha=0.3)
         handles = [plt.Line2D([], [], marker='o', ls='', color=colours[f], label=f)
-                   for f in families if any(r['family'] == f for r in rs)]
+                   for f in families if any(r.family == f for r in rs)]
         ax.legend(handles=handles, fontsize=7, loc='best')
     if title:
         fig.suptitle(title, fontsize=9)

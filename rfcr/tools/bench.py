@@ -1,38 +1,31 @@
 """``rfcr-bench``: parameters, MACs, latency and peak memory of detectors and necks, side
 by side, with ratios measured in one interleaved run.
 
-Default suite (no data, no GPU, random weights; 320x320, batch 1, all cores):
+What to compare is a suite file (``--suite``, default: benchmarks/suite.py of the
+repository checkout, the paper's ablation, the swap-ins, the necks, the folded models and
+EfficientNet-B3; no data, no GPU, random weights): a Python file whose ``SUITE`` is a
+:class:`rfcr.analysis.benchmark.Suite`, groups of candidates and the targets (claims)
+checked on them. ``--groups`` runs some of its groups; ``--configs`` benchmarks mmdet
+configs instead (the first, or ``--baseline``, is the reference); ``--models`` times
+exported files (e.g. FP32 and INT8 from ``rfcr-quantize``).
 
-- the paper's Table 4 ablation as a cost table, widths 0.75 and 1.4 (VOC heads);
-- the swap-ins next to the mmdet models they came from, and YOLO-ReT-M0.75/M1.4 (COCO);
-- necks on the M0.75 pyramid: RFCR vs the seed-notes port, mmdet FPN and PAFPN;
-- deploy: detectors and necks again, every one folded for inference with
-  ``rfcr.deploy.switch_to_deploy`` (BN into convs for mmdet's and the port's too;
-  YOLO-ReT's linear maps composed);
-- efficientnet: at 416 (13/10 of ``--input-size``), the full EfficientNet-B3 + FPN/PAN, the
-  truncated one + RFCR and YOLO-ReT-EB3 (COCO heads), as built and, in a second group, all
-  three folded.
-
-Like is compared with like: the first three groups run every model as built (unfolded),
-the deploy group every model folded, and ``--runtime`` (ONNX Runtime, OpenVINO,
-torch.compile) runs every model of every group on each runtime too, in the same rounds,
-each compared with its reference on the same runtime. Then the targets are checked on the
-measured ratios, per runtime and on each model's best runtime; ``--profile`` shows where
-the time goes for every target not met. ``--configs`` benchmarks any mmdet configs
-instead (the first, or ``--baseline``, is the reference); ``--models`` times exported
-files (e.g. FP32 and INT8 from ``rfcr-quantize``).
+``--runtime`` (ONNX Runtime, OpenVINO, torch.compile) runs every model of every group on
+each runtime too, in the same rounds as eager PyTorch, each compared with its reference on
+the same runtime. The targets are checked on the measured ratios, per runtime and on each
+model's best runtime; ``--profile`` shows where the time goes for every target not met.
 
 Output: a markdown table on stdout; bench.json, bench.csv, bench.md and bench.png in
 ``--out-dir``. Read ratios, not milliseconds: every ratio compares two models timed in the
-same rounds. Needs a repository checkout for the default suite (configs/, benchmarks/).
+same rounds.
 
 Examples::
 
     rfcr-bench                                    # the default suite, eager only
-    rfcr-bench --suite necks --threads 1
-    rfcr-bench --suite detectors deploy --runtime onnxruntime   # + ONNX Runtime tables
+    rfcr-bench --groups necks --threads 1
+    rfcr-bench --groups detectors deploy --runtime onnxruntime   # + ONNX Runtime tables
     rfcr-bench --runtime installed                # + every runtime installed (make bench)
-    rfcr-bench --suite deploy --runtime openvino compile --profile
+    rfcr-bench --groups deploy --runtime openvino compile --profile
+    rfcr-bench --suite my_suite.py                # a suite of one's own
     rfcr-bench --models fp32.onnx int8.onnx fp32.xml int8.xml  # exported files, FP32 vs INT8
     rfcr-bench --configs mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py \\
         configs/swapin/yolov3_mobilenetv2-trunc_rfcr_8xb24-320-300e_coco.py
@@ -40,7 +33,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
@@ -52,242 +44,43 @@ from typing import Optional, Sequence
 import torch
 from mmengine.config import DictAction
 
-from rfcr.analysis.benchmark import (BEST, FORMAT_CHOICES, Candidate, Group, Settings, Suite,
-                                     Target)
+from rfcr.analysis.benchmark import (FORMAT_CHOICES, BenchRow, Candidate, Group, Settings,
+                                     Suite, finite_ratios, image, num_steps, run_group)
 from rfcr.analysis.latency import default_threads
 from rfcr.deploy.runtime import EXPORTED_RUNTIMES
 from rfcr.tools.summary import parse_size, positive_int
+from rfcr.utils.config import build_model
 
 REPO = Path(__file__).resolve().parents[2]
-SUITES = ('ablation', 'detectors', 'necks', 'deploy', 'efficientnet')
-ABLATION_ROWS = (  # (label, config file suffix) in Table 4's order
-    ('full (baseline)', 'full_fpnpan'),
-    ('+truncation', 'trunc_fpnpan'),
-    ('+RFCR', 'full_rfcr'),
-    ('trunc+RFCR', 'trunc_rfcr'),
-    ('+shortcut', 'trunc_rfcr-shortcut'),
-)
-ABLATION_DIRS = {'0.75': 'configs/ablation', '1.4': 'benchmarks/configs/ablation_m1.4'}
-MMDET_YOLOV3 = 'mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py'
-MMDET_SSDLITE = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
-NECK_CHANNELS = (24, 72, 120)  # TruncatedMobileNetV2 x0.75 at strides 8, 16, 32
+DEFAULT_SUITE = REPO / 'benchmarks' / 'suite.py'
 
 
-def image(batch: int, size: tuple[int, int]) -> tuple:
-    """A detector's input: ``model(images)`` runs its tensor-mode forward."""
-    return (torch.rand(batch, 3, *size), )
-
-
-def pyramid(batch: int, size: tuple[int, int], channels: Sequence[int] = NECK_CHANNELS
-            ) -> tuple:
-    """A neck's input: maps at strides 8, 16, 32 of a ``size`` image, sized as MobileNetV2's
-    stride-2 3x3 convs (padding 1) size them."""
-    h, w = size
-    sizes = []
-    for _ in range(5):
-        h, w = -(-h // 2), -(-w // 2)
-        sizes.append((h, w))
-    return ([torch.rand(batch, c, *s) for c, s in zip(channels, sizes[2:])], )
-
-
-def config_builder(path: str, cfg_options: Optional[dict] = None):
-    """A zero-argument builder for the model of ``path``: ``mmdet::`` paths, paths that
-    exist from the current directory, else paths relative to the repository."""
-    from rfcr.utils.config import build_model
-    if '::' not in path and not os.path.exists(path) and (REPO / path).exists():
-        path = str(REPO / path)
-    return partial(build_model, path, cfg_options=cfg_options)
-
-
-def config_candidate(name: str, family: str, path: str, ref: Optional[str] = None
-                     ) -> Candidate:
-    return Candidate(name, family, config_builder(path), image, source=path, ref=ref)
-
-
-def ablation_group(width: str) -> Group:
-    folder = ABLATION_DIRS[width]
-    files = {suffix: next((REPO / folder).glob(f'*-{width}-{suffix}_2xb8-*.py'))
-             for _, suffix in ABLATION_ROWS}
-    return Group(
-        f'ablation-M{width}', baseline=f'M{width} full (baseline)',
-        note=f"Table 4 rows at width {width}, VOC heads (20 classes); ratios vs the full "
-             'backbone baseline. RFCR\'s own cost: trunc+RFCR vs +truncation.',
-        candidates=[config_candidate(f'M{width} {label}', f'YOLO-ReT ablation M{width}',
-                                     str(files[suffix].relative_to(REPO)))
-                    for label, suffix in ABLATION_ROWS])
-
-
-YOLORET_M075 = 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_2xb8-320-250e_coco.py'
-
-
-def _deployed(build):
-    """``build()`` folded for inference (``rfcr.deploy.switch_to_deploy``)."""
-    from rfcr.deploy import switch_to_deploy
-    return switch_to_deploy(build())
-
-
-def deploy_group() -> Group:
-    yolov3, ssdlite = 'yolov3_mobilenetv2_320 (folded)', 'ssdlite_mobilenetv2 (folded)'
-    c = list(NECK_CHANNELS)
-    rfcr = partial(_mmdet_neck, dict(type='RFCR', in_channels=c))
-    return Group(
-        'deploy', baseline=yolov3, repeats=60,
-        note='every model folded for inference by rfcr.deploy.switch_to_deploy: BN into the '
-             'convs for all (mmdet\'s and the seed port\'s too, so the comparison is fair), '
-             'YOLO-ReT\'s linear maps composed; COCO heads. Necks on the M0.75 pyramid.',
-        candidates=[
-            Candidate(yolov3, 'mmdet', partial(_deployed, config_builder(MMDET_YOLOV3)),
-                      image, source=MMDET_YOLOV3),
-            Candidate(ssdlite, 'mmdet', partial(_deployed, config_builder(MMDET_SSDLITE)),
-                      image, source=MMDET_SSDLITE),
-            Candidate('YOLO-ReT-M0.75 (folded)', 'YOLO-ReT',
-                      partial(_deployed, config_builder(YOLORET_M075)), image,
-                      source=YOLORET_M075),
-            Candidate('RFCR (folded)', 'RFCR', partial(_deployed, rfcr), pyramid,
-                      source='rfcr.deploy.DeployRFCR', ref='seed-port RFCR (folded)'),
-            Candidate('seed-port RFCR (folded)', 'seed port', partial(_deployed, _seed_port),
-                      pyramid, source='benchmarks/seed_port_rfcr.py',
-                      ref='RFCR (folded)'),
-        ])
-
-
-def detectors_group() -> Group:
-    yolov3, ssdlite = 'yolov3_mobilenetv2_320', 'ssdlite_mobilenetv2'
-    swapin = 'configs/swapin/{}_mobilenetv2-trunc_rfcr{}.py'.format
-    return Group(
-        'detectors-COCO', baseline=yolov3,
-        note='COCO heads (80 classes); swap-ins vs the mmdet models they came from, '
-             'YOLO-ReT vs both.',
-        candidates=[
-            config_candidate(yolov3, 'mmdet', MMDET_YOLOV3),
-            config_candidate('yolov3 swap-in (trunc+RFCR)', 'swap-in',
-                             swapin('yolov3', '_8xb24-320-300e_coco')),
-            config_candidate(ssdlite, 'mmdet', MMDET_SSDLITE),
-            config_candidate('ssdlite swap-in (trunc+RFCR)', 'swap-in',
-                             swapin('ssdlite', '-scratch_8xb24-600e_coco'), ref=ssdlite),
-            config_candidate('YOLO-ReT-M0.75', 'YOLO-ReT', YOLORET_M075),
-            config_candidate('YOLO-ReT-M1.4', 'YOLO-ReT',
-                             'configs/yoloret/yoloret_mobilenetv2-1.4_rfcr_2xb8-320-250e_coco.py'),
-        ])
-
-
-def _mmdet_neck(cfg: dict):
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    import rfcr  # noqa: F401
-    register_all_modules()
-    neck = MODELS.build(cfg)
-    neck.eval()
-    return neck
-
-
-def _seed_port():
-    """The seed-notes port, from benchmarks/ of the checkout (not part of the package)."""
-    path = REPO / 'benchmarks' / 'seed_port_rfcr.py'
-    spec = importlib.util.spec_from_file_location('seed_port_rfcr', path)
-    if spec is None or not path.is_file():
-        raise FileNotFoundError(f'{path} not found: the seed port lives in the repository')
+def load_suite(path: str | os.PathLike) -> Suite:
+    """The ``SUITE`` of the Python file at ``path``, run as ``python path`` would run it:
+    its folder first on ``sys.path`` while it loads, so it can import its neighbours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'suite file {str(path)!r} not found')
+    spec = importlib.util.spec_from_file_location(f'rfcr_bench_suite_{path.stem}', path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    port = module.SeedPortRFCR(NECK_CHANNELS)
-    port.eval()
-    return port
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    suite = getattr(module, 'SUITE', None)
+    if not isinstance(suite, Suite):
+        raise TypeError(f'suite file {str(path)!r} must define SUITE, a '
+                        f'rfcr.analysis.benchmark.Suite; got {type(suite).__name__}')
+    return suite
 
 
-# The paper's EfficientNet-B3 models (COCO), in Table 4's order, then the released graph.
-EFFICIENTNET_ROWS = (
-    ('EB3 full + FPN/PAN',
-     'configs/ablation/yoloret_efficientnet-b3-full_fpnpan_2xb8-416-250e_coco.py'),
-    ('EB3 trunc+RFCR', 'configs/ablation/yoloret_efficientnet-b3-trunc_rfcr_2xb8-416-250e_coco.py'),
-    ('YOLO-ReT-EB3', 'configs/yoloret/yoloret_efficientnet-b3_rfcr_2xb8-416-250e_coco.py'),
-)
-
-
-def image_416(batch: int, size: tuple[int, int]) -> tuple:
-    """A detector's input at 13/10 of ``size``: 416x416, the paper's EfficientNet-B3 size, at
-    the default 320."""
-    return image(batch, (size[0] * 13 // 10, size[1] * 13 // 10))
-
-
-def efficientnet_group(deployed: bool = False) -> Group:
-    """The EfficientNet-B3 models as built or (``deployed``) every one folded."""
-    suffix = ' (folded)' if deployed else ''
-    candidates = []
-    for label, path in EFFICIENTNET_ROWS:
-        build = config_builder(path)
-        candidates.append(Candidate(f'{label}{suffix}', 'YOLO-ReT EB3',
-                                    partial(_deployed, build) if deployed else build, image_416,
-                                    source=path))
-    how = ('every model folded by rfcr.deploy.switch_to_deploy' if deployed
-           else 'every model as built (unfolded)')
-    return Group(
-        f'efficientnet{"-deploy" if deployed else ""}', baseline=f'EB3 full + FPN/PAN{suffix}',
-        repeats=20, candidates=candidates,
-        note=f'EfficientNet-B3 at 416x416 (13/10 of --input-size), COCO heads, {how}: the '
-             'full backbone + FPN/PAN (Table 4 baseline), truncation + RFCR, and YOLO-ReT-EB3 '
-             '(+ the stride-4 shortcut, the released graph); ratios vs the full baseline.')
-
-
-def necks_group() -> Group:
-    c = list(NECK_CHANNELS)
-    return Group(
-        'necks', baseline='RFCR', repeats=300,
-        note='necks alone on the M0.75 pyramid (24/72/120 channels at strides 8/16/32); '
-             'FPN and PAFPN at 96 channels, the width RFCR adds to every level. The seed '
-             'port (benchmarks/seed_port_rfcr.py) needs even sizes.',
-        candidates=[
-            Candidate('RFCR', 'RFCR', partial(_mmdet_neck, dict(type='RFCR', in_channels=c)),
-                      pyramid, source='rfcr.models.RFCR(24, 72, 120)'),
-            Candidate('seed-port RFCR', 'seed port', _seed_port, pyramid,
-                      source='benchmarks/seed_port_rfcr.py'),
-            Candidate('FPN 96', 'mmdet neck', partial(_mmdet_neck, dict(
-                type='FPN', in_channels=c, out_channels=96, num_outs=3)), pyramid,
-                source='mmdet FPN(out_channels=96)'),
-            Candidate('PAFPN 96', 'mmdet neck', partial(_mmdet_neck, dict(
-                type='PAFPN', in_channels=c, out_channels=96, num_outs=3)), pyramid,
-                source='mmdet PAFPN(out_channels=96)'),
-        ])
-
-
-def default_suite(suites: Sequence[str] = SUITES, runtimes: Sequence[str] = ()) -> Suite:
-    """The default groups and their targets; every target is checked on eager PyTorch and
-    on each of ``runtimes``, both sides of a ratio on the same one."""
-    groups, targets = [], []
-    if 'ablation' in suites:
-        for width in ABLATION_DIRS:
-            groups.append(ablation_group(width))
-            m = f'M{width}'
-            targets += [
-                Target(f'RFCR adds <= 5% to truncated MobileNetV2-x{width} + FPN/PAN (whole '
-                       'detector)', f'ablation-{m}', f'{m} trunc+RFCR', f'{m} +truncation',
-                       '<=', 1.05),
-                Target(f'truncation saves >= 25% of MobileNetV2-x{width} + FPN/PAN',
-                       f'ablation-{m}', f'{m} +truncation', f'{m} full (baseline)', '<=', 0.75),
-            ]
-    if 'detectors' in suites:
-        groups.append(detectors_group())
-    if 'necks' in suites:
-        groups.append(necks_group())
-    if 'deploy' in suites:
-        groups.append(deploy_group())
-        yoloret = 'YOLO-ReT-M0.75 (folded)'
-        targets += [
-            Target('folded: YOLO-ReT-M0.75 faster than ssdlite_mobilenetv2', 'deploy',
-                   yoloret, 'ssdlite_mobilenetv2 (folded)', '<', 1.0),
-            Target('folded: YOLO-ReT-M0.75 <= 0.75x yolov3_mobilenetv2_320', 'deploy',
-                   yoloret, 'yolov3_mobilenetv2_320 (folded)', '<=', 0.75),
-        ]
-    if 'efficientnet' in suites:
-        groups += [efficientnet_group(), efficientnet_group(deployed=True)]
-    targets += [dataclasses.replace(t, runtime=rt) for rt in runtimes for t in targets]
-    if 'deploy' in suites and runtimes:  # where each would deploy: its fastest runtime
-        targets += [
-            Target('best runtime: YOLO-ReT-M0.75 faster than ssdlite_mobilenetv2', 'deploy',
-                   yoloret, 'ssdlite_mobilenetv2 (folded)', '<', 1.0, runtime=BEST),
-            Target('best runtime: YOLO-ReT-M0.75 <= 0.7x yolov3_mobilenetv2_320', 'deploy',
-                   yoloret, 'yolov3_mobilenetv2_320 (folded)', '<=', 0.7, runtime=BEST),
-        ]
-    return Suite(groups, targets)
+def _config_path(path: str) -> str:
+    """``mmdet::`` paths, paths that exist from the current directory, else paths relative
+    to the repository."""
+    if '::' not in path and not os.path.exists(path) and (REPO / path).exists():
+        return str(REPO / path)
+    return path
 
 
 def configs_suite(configs: Sequence[str], baseline: Optional[str],
@@ -302,7 +95,8 @@ def configs_suite(configs: Sequence[str], baseline: Optional[str],
     if baseline is not None and baseline not in names:
         raise ValueError(f'--baseline must name one of the configs ({", ".join(names)}), '
                          f'got {baseline!r}')
-    candidates = [Candidate(n, 'configs', config_builder(p, cfg_options), image, source=p)
+    candidates = [Candidate(n, 'configs', partial(build_model, _config_path(p),
+                                                  cfg_options=cfg_options), image, source=p)
                   for n, p in zip(names, configs)]
     return Suite([Group('configs', baseline=baseline or names[0], candidates=candidates,
                         note='--configs, ratios vs the baseline config')])
@@ -312,10 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='rfcr-bench', description=__doc__.split('\n\n')[0],
         epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--suite', nargs='+', choices=SUITES, default=list(SUITES),
-                        help='parts of the default suite to run (default: all)')
+    parser.add_argument('--suite', metavar='FILE', default=str(DEFAULT_SUITE),
+                        help='a Python file defining SUITE, the groups and targets to run '
+                        '(default: benchmarks/suite.py of the repository, %(default)s)')
+    parser.add_argument('--groups', nargs='+', metavar='NAME',
+                        help='only these groups of the suite: a name selects the group of '
+                        'that name and those called NAME-... (e.g. necks deploy; ablation: '
+                        'ablation-M0.75 and ablation-M1.4; default: all)')
     parser.add_argument('--configs', nargs='+', metavar='CONFIG',
-                        help='benchmark these mmdet configs instead of the default suite')
+                        help='benchmark these mmdet configs instead of a suite')
     parser.add_argument('--baseline', help='with --configs: the reference row (config stem); '
                         'default: the first config')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -363,7 +162,6 @@ def run(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit('rfcr-bench: --device cuda asked for, but CUDA is not available')
     if args.warmup < 0:
         raise SystemExit(f'rfcr-bench: --warmup must be >= 0, got {args.warmup}')
-    from rfcr.analysis.benchmark import finite_ratios, num_steps, run_group
     from rfcr.analysis.report import machine_info, markdown, plot, write_outputs
 
     runtimes = runtimes_asked(args.runtime)
@@ -381,7 +179,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if args.models:
         return run_models(args, settings, meta)
     suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
-             else default_suite(args.suite, runtimes))
+             else suite_asked(args.suite, args.groups))
 
     # The peak-memory pass uses torch.profiler; keep Kineto's start/stop chatter off stderr.
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')
@@ -406,7 +204,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     meta['repeats_note'] = (str(settings.repeats) if settings.repeats else
                             '/'.join(sorted({str(g.repeats) for g in suite.groups})))
     meta['finite_ratios'] = finite_ratios(rows)
-    targets = [t.check(rows, times) for t in suite.targets]
+    targets = [t.check(times) for t in suite.targets_on(runtimes)]
     groups = [dict(name=g.name, baseline=g.baseline, note=g.note,
                    repeats=settings.repeats or g.repeats) for g in suite.groups]
     table = markdown(rows, groups, targets, meta)
@@ -435,13 +233,26 @@ def run(argv: Sequence[str] | None = None) -> dict:
     return result
 
 
-def profile_unmet(suite: Suite, rows: Sequence[dict], targets: Sequence[dict],
+def suite_asked(path: str, groups: Optional[Sequence[str]]) -> Suite:
+    """``--suite``'s file, only ``--groups`` if given; what is wrong said as a CLI error."""
+    if not Path(path).is_file():
+        hint = (' (the default suite lives in a repository checkout: run from one, or pass '
+                '--suite FILE, --configs or --models)' if Path(path) == DEFAULT_SUITE else '')
+        raise SystemExit(f'rfcr-bench: --suite {path}: no such file{hint}')
+    suite = load_suite(path)
+    try:
+        return suite.select(groups) if groups else suite
+    except ValueError as e:
+        raise SystemExit(f'rfcr-bench: --groups: {e}') from None
+
+
+def profile_unmet(suite: Suite, rows: Sequence[BenchRow], targets: Sequence[dict],
                   settings: Settings) -> list:
     """Profiles of both rows of every target not met, each on the runtime it was judged
     on (a ``best`` target: each row's best runtime), every (row, runtime) once."""
     from rfcr.analysis.benchmark import profile_candidate
     candidates = {(g.name, c.name): c for g in suite.groups for c in g.candidates}
-    formats = {(r['group'], r['name']): r.get('memory_format', 'contiguous') for r in rows}
+    formats = {(r.group, r.name): r.memory_format or 'contiguous' for r in rows}
     wanted = []
     for t in targets:
         if t.get('met') is not False:

@@ -1,65 +1,84 @@
 """rfcr-bench end to end on tiny inputs with few rounds: the outputs and their schema.
 Latency values are only checked to be positive and finite, never compared."""
 import csv
+import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from rfcr.analysis.benchmark import Target
-from rfcr.analysis.report import CSV_FIELDS
+from rfcr.analysis.benchmark import BenchRow, Candidate, Group, Suite, Target, finite_ratios
 from rfcr.tools import bench
 
-ROW_KEYS = {'group', 'name', 'family', 'source', 'ref', 'params', 'macs', 'unsupported_ops',
-            'memory_format', 'latency_ms', 'latency_ms_by_format', 'channels_last_speedup',
-            'ratio_vs_ref', 'peak_memory_mib'}
 TINY = ['--input-size', '64', '--repeats', '2', '--warmup', '1', '--threads', '1',
         '--no-progress']
+NECKS = ['RFCR', 'seed-port RFCR', 'FPN 96', 'PAFPN 96']
+BENCHMARK_CONFIGS = sorted((bench.REPO / 'benchmarks/configs').rglob('*.py'))
 
 
 def _finite(x):
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-def _check_rows(result):
-    for row in result['rows']:
-        assert 'error' not in row, row.get('error')
-        assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
-        assert row['memory_format'] in ('contiguous', 'channels_last')
-        assert set(row['latency_ms_by_format']) == {'contiguous', 'channels_last'}
-        assert _finite(row['channels_last_speedup'])
-        for stats in [row['latency_ms'], row['ratio_vs_ref']]:
+def _check_rows(rows):
+    assert rows, 'no rows'
+    for row in rows:
+        assert row.error is None, row.error
+        assert row.memory_format in ('contiguous', 'channels_last')
+        assert set(row.latency_ms_by_format) == {'contiguous', 'channels_last'}
+        assert _finite(row.channels_last_speedup)
+        for stats in [row.latency_ms, row.ratio_vs_ref]:
             assert all(_finite(stats[k]) for k in ('median', 'p10', 'p90'))
-        assert row['latency_ms']['n'] == 2
-        assert _finite(row['params']['total']) and _finite(row['macs']['total'])
-        assert _finite(row['peak_memory_mib'])
-        assert row['unsupported_ops'] == {}
+        assert row.latency_ms['n'] == 2
+        assert _finite(row.params['total']) and _finite(row.macs['total'])
+        assert _finite(row.peak_memory_mib)
+        assert row.unsupported_ops == {}
+
+
+def _read_outputs(out_dir):
+    """bench.json's rows as BenchRows, and bench.csv's columns and records."""
+    rows = [BenchRow(**r) for r in json.loads((out_dir / 'bench.json').read_text())['rows']]
+    with open(out_dir / 'bench.csv') as f:
+        reader = csv.DictReader(f)
+        return rows, reader.fieldnames, list(reader)
 
 
 def test_necks_suite(tmp_path, capsys):
-    result = bench.run(['--suite', 'necks', '--out-dir', str(tmp_path)] + TINY)
-    names = [r['name'] for r in result['rows']]
-    assert names == ['RFCR', 'seed-port RFCR', 'FPN 96', 'PAFPN 96']
-    _check_rows(result)
-    rfcr = result['rows'][0]
-    assert rfcr['ratio_vs_ref']['median'] == 1.0 and rfcr['ref'] == 'RFCR'
+    result = bench.run(['--groups', 'necks', '--out-dir', str(tmp_path)] + TINY)
+    rows = result['rows']
+    assert [r.name for r in rows] == NECKS
+    _check_rows(rows)
+    rfcr = rows[0]
+    assert rfcr.ratio_vs_ref['median'] == 1.0 and rfcr.ref == 'RFCR'
     assert result['meta']['finite_ratios'] is True
     assert result['meta']['input_size'] == [64, 64] and result['meta']['threads'] == 1
     assert result['meta']['isa'].endswith(f'ATen kernels: {torch.backends.cpu.get_cpu_capability()}')
     assert result['targets'] == []  # the necks group has none
     timings = result['timings_s']['necks']['RFCR']
     assert set(timings) == {'contiguous', 'channels_last', 'eager'}
-    assert timings['eager'] == timings[rfcr['memory_format']]
+    assert timings['eager'] == timings[rfcr.memory_format]
 
     files = {p.name for p in Path(tmp_path).iterdir()}
     assert files == {'bench.json', 'bench.csv', 'bench.md', 'bench.png'}
-    assert json.loads((tmp_path / 'bench.json').read_text())['rows'][0]['name'] == 'RFCR'
-    with open(tmp_path / 'bench.csv') as f:
-        reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames) == CSV_FIELDS
-        assert [r['name'] for r in reader] == names
+    json_rows, columns, records = _read_outputs(tmp_path)
+    assert json_rows == rows  # bench.json reads back into the same typed rows
+    # One CSV record per row; nested entries flattened, each field in field order.
+    assert [r['name'] for r in records] == NECKS
+    for column in ('params_total', 'macs_total', 'latency_ms_median', 'latency_ms_p90',
+                   'latency_ms_by_format_channels_last_median', 'ratio_vs_ref_median',
+                   'peak_memory_mib', 'best_runtime'):
+        assert column in columns, column
+    assert 'error' not in columns and not any(c.startswith('runtimes_') for c in columns)
+    order = [f.name for f in dataclasses.fields(BenchRow)]
+    owners = [max((f for f in order if c == f or c.startswith(f'{f}_')), key=len)
+              for c in columns]
+    assert owners == sorted(owners, key=order.index)
+    for row, record in zip(rows, records):
+        assert float(record['latency_ms_median']) == row.latency_ms['median']
+        assert int(record['params_total']) == row.params['total']
     out = capsys.readouterr().out
     assert '| model | params M' in out and 'MACs: multiply-accumulates' in out
     assert result['meta']['isa'] in out  # the CPU and its ISA under every table
@@ -71,15 +90,16 @@ def test_user_configs_against_a_baseline(tmp_path):
     result = bench.run(['--configs', *configs, '--out-dir', str(tmp_path), '--no-plot',
                          '--no-peak-memory', '--memory-format', 'channels_last'] + TINY)
     base, swap = result['rows']
-    assert base['name'] == 'yolov3_mobilenetv2_8xb24-320-300e_coco' == swap['ref']
+    assert base.name == 'yolov3_mobilenetv2_8xb24-320-300e_coco' == swap.ref
     for row in (base, swap):
-        assert set(row['params']) == {'backbone', 'neck', 'head', 'total'}
-        assert set(row['macs']) == {'backbone', 'neck', 'head', 'total'}
-        assert row['memory_format'] == 'channels_last' and 'peak_memory_mib' not in row
-        assert _finite(row['ratio_vs_ref']['median'])
-    assert swap['params']['backbone'] < base['params']['backbone']  # truncated
-    assert swap['macs']['backbone'] < base['macs']['backbone']
+        assert set(row.params) == {'backbone', 'neck', 'head', 'total'}
+        assert set(row.macs) == {'backbone', 'neck', 'head', 'total'}
+        assert row.memory_format == 'channels_last' and row.peak_memory_mib is None
+        assert _finite(row.ratio_vs_ref['median'])
+    assert swap.params['backbone'] < base.params['backbone']  # truncated
+    assert swap.macs['backbone'] < base.macs['backbone']
     assert result['targets'] == []
+    assert result['meta']['finite_ratios'] is True
 
 
 def test_a_failing_config_is_reported_not_fatal(tmp_path):
@@ -87,19 +107,46 @@ def test_a_failing_config_is_reported_not_fatal(tmp_path):
     result = bench.run(['--configs', *configs, '--out-dir', str(tmp_path), '--no-plot',
                          '--no-peak-memory'] + TINY)
     ok, missing = result['rows']
-    assert _finite(ok['latency_ms']['median'])
-    assert missing['error'].startswith('FileNotFoundError: mmdet::yolo/nope.py is not in')
-    assert 'latency_ms' not in missing
+    assert _finite(ok.latency_ms['median'])
+    assert missing.error.startswith('FileNotFoundError: mmdet::yolo/nope.py is not in')
+    assert missing.latency_ms is None
+    _, columns, records = _read_outputs(tmp_path)
+    assert [r['error'] for r in records] == ['', missing.error]
     result = bench.run(['--configs', configs[0], '--out-dir', str(tmp_path), '--no-plot',
                          '--cfg-options', 'model.neck.in_channels=[1,2,3]'] + TINY)
-    assert 'error' in result['rows'][0] and 'latency_ms' not in result['rows'][0]
-    assert result['meta']['finite_ratios'] is True  # nothing measured, nothing infinite
+    (row, ) = result['rows']
+    assert row.error is not None and row.latency_ms is None
+    assert result['meta']['finite_ratios'] is False  # nothing measured: nothing vouched for
 
 
-def test_console_entry_point_returns_nothing(tmp_path, capsys):
-    assert bench.main(['--suite', 'necks', '--out-dir', str(tmp_path), '--no-plot',
-                       '--no-peak-memory'] + TINY) is None
-    assert '| RFCR |' in capsys.readouterr().out
+def test_finite_ratios_needs_a_measured_row_and_refuses_nan():
+    def row(median):
+        return BenchRow('g', 'a', 'toy', '', 'a', ratio_vs_ref=None if median is None else
+                        dict(median=median, p10=median, p90=median))
+    assert finite_ratios([row(1.0), row(0.5)]) is True
+    assert finite_ratios([row(1.0), row(None)]) is True  # a failed row has no ratio
+    assert finite_ratios([]) is False and finite_ratios([row(None)]) is False
+    assert finite_ratios([row(1.0), row(math.nan)]) is False
+    assert finite_ratios([row(1.0), row(0.0)]) is False
+
+
+def test_console_entry_point_writes_the_outputs(tmp_path, capsys):
+    bench.main(['--groups', 'necks', '--out-dir', str(tmp_path), '--no-plot',
+                '--no-peak-memory'] + TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bench.csv', 'bench.json', 'bench.md']
+    rows, _, records = _read_outputs(tmp_path)
+    assert [r.name for r in rows] == [r['name'] for r in records] == NECKS
+    assert all(r.peak_memory_mib is None and _finite(r.latency_ms['median']) for r in rows)
+    table = (tmp_path / 'bench.md').read_text()
+    assert table.count('\n| RFCR | ') == 1 and table.strip() in capsys.readouterr().out
+
+
+def test_torch_threads_are_restored(tmp_path):
+    before = torch.get_num_threads()
+    bench.run(['--groups', 'necks', '--out-dir', str(tmp_path), '--no-plot', '--no-peak-memory',
+               '--memory-format', 'contiguous', '--input-size', '32', '--repeats', '1',
+               '--warmup', '0', '--threads', str(before + 1), '--no-progress'])
+    assert torch.get_num_threads() == before
 
 
 def test_bad_baseline():
@@ -107,31 +154,31 @@ def test_bad_baseline():
         bench.configs_suite(['a/b.py'], 'c', None)
 
 def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
-    result = bench.run(['--suite', 'deploy', '--runtime', 'onnxruntime', '--out-dir',
+    result = bench.run(['--groups', 'deploy', '--runtime', 'onnxruntime', '--out-dir',
                         str(tmp_path), '--no-plot', '--no-peak-memory'] + TINY)
-    rows = {r['name']: r for r in result['rows']}
+    rows = {r.name: r for r in result['rows']}
     assert list(rows) == ['yolov3_mobilenetv2_320 (folded)', 'ssdlite_mobilenetv2 (folded)',
                           'YOLO-ReT-M0.75 (folded)', 'RFCR (folded)', 'seed-port RFCR (folded)']
     for row in rows.values():
-        assert 'error' not in row, row.get('error')
-        assert _finite(row['ratio_vs_ref']['median'])
+        assert row.error is None, row.error
+        assert _finite(row.ratio_vs_ref['median'])
     # YOLO-ReT's prediction convs are composed into its neck: the head runs nothing.
     yoloret = rows['YOLO-ReT-M0.75 (folded)']
-    assert yoloret['macs']['head'] == 0 and yoloret['params']['head'] == 0
-    assert rows['RFCR (folded)']['ref'] == 'seed-port RFCR (folded)'
+    assert yoloret.macs['head'] == 0 and yoloret.params['head'] == 0
+    assert rows['RFCR (folded)'].ref == 'seed-port RFCR (folded)'
     # ONNX Runtime beside eager, every row, in the same rounds (2 timings each), each row
     # against its reference on ONNX Runtime.
     for name, row in rows.items():
-        assert 'runtime_errors' not in row, row.get('runtime_errors')
-        ort = row['runtimes']['onnxruntime']
+        assert row.runtime_errors == {}, row.runtime_errors
+        ort = row.runtimes['onnxruntime']
         assert ort['latency_ms']['n'] == 2
         assert _finite(ort['speedup_vs_eager']['median'])
         assert _finite(ort['ratio_vs_ref']['median'])
-        assert row['best_runtime'] in ('eager', 'onnxruntime')
-        assert set(row['latency_ms_by_format']) == {'contiguous', 'channels_last'}
-        assert _finite(row['channels_last_speedup'])
+        assert row.best_runtime in ('eager', 'onnxruntime')
+        assert set(row.latency_ms_by_format) == {'contiguous', 'channels_last'}
+        assert _finite(row.channels_last_speedup)
         times = result['timings_s']['deploy']
-        ref = times[row['ref']]['onnxruntime']
+        ref = times[row.ref]['onnxruntime']
         expected = sorted(a / b for a, b in zip(times[name]['onnxruntime'], ref))
         assert ort['ratio_vs_ref']['median'] == pytest.approx(sum(expected) / 2)
     targets = result['targets']
@@ -147,33 +194,82 @@ def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
         assert t['value'] == pytest.approx(sum(expected) / 2)
     out = capsys.readouterr().out
     assert 'deploy on ONNX Runtime' in out and '| best runtime |' in out
-    with open(tmp_path / 'bench.csv') as f:
-        assert all(_finite(float(r['onnxruntime_speedup_vs_eager'])) for r in csv.DictReader(f))
+    _, _, records = _read_outputs(tmp_path)
+    assert len(records) == len(rows)
+    assert all(_finite(float(r['runtimes_onnxruntime_speedup_vs_eager_median']))
+               for r in records)
 
 
 def test_default_suite_is_complete():
-    suite = bench.default_suite()
+    suite = bench.load_suite(bench.DEFAULT_SUITE)
     assert [g.name for g in suite.groups] == ['ablation-M0.75', 'ablation-M1.4',
                                               'detectors-COCO', 'necks', 'deploy',
                                               'efficientnet', 'efficientnet-deploy']
-    for group in suite.groups:
-        for cand in group.candidates:
-            if cand.source.endswith('.py') and '::' not in cand.source:
-                assert (bench.REPO / cand.source).is_file(), cand.source
-    candidates = {g.name: {c.name for c in g.candidates} for g in suite.groups}
-    for t in suite.targets:
-        assert {t.a, t.b} <= candidates[t.group] and t.runtime == 'eager'
-    names = [t.name for t in suite.targets]
+    sources = [c.source for g in suite.groups for c in g.candidates]
+    files = [s for s in sources if s.endswith('.py') and '::' not in s]
+    # 10 ablation, 4 detectors, 1 deploy, 6 EfficientNet-B3, the seed port twice
+    assert len(files) == 23 and all((bench.REPO / s).is_file() for s in files)
+    m14 = {c.source for c in suite.groups[1].candidates}  # benchmarks/configs, all of them
+    assert m14 == {str(p.relative_to(bench.REPO)) for p in BENCHMARK_CONFIGS}
+    names = [t.name for t in suite.targets_on([])]
+    assert {t.runtime for t in suite.targets_on([])} == {'eager'}
     for width in ('0.75', '1.4'):  # RFCR's cost and truncation's saving, at both widths
         assert sum(f'MobileNetV2-x{width}' in n for n in names) == 2
     assert sum(n.startswith('folded: YOLO-ReT-M0.75') for n in names) == 2
-    with_ort = bench.default_suite(runtimes=['onnxruntime', 'openvino']).targets
+    with_ort = suite.targets_on(['onnxruntime', 'openvino'])
     assert [t.runtime for t in with_ort] == (['eager'] * len(names) + ['onnxruntime']
                                              * len(names) + ['openvino'] * len(names)
                                              + ['best'] * 2)
     assert [t.name for t in with_ort[:-2]] == names * 3
     assert [(t.b, t.op, t.threshold) for t in with_ort[-2:]] == [
         ('ssdlite_mobilenetv2 (folded)', '<', 1.0), ('yolov3_mobilenetv2_320 (folded)', '<=', 0.7)]
+    necks = suite.select(['necks', 'ablation'])
+    assert [g.name for g in necks.groups] == ['ablation-M0.75', 'ablation-M1.4', 'necks']
+    assert [t.group for t in necks.targets] == ['ablation-M0.75'] * 2 + ['ablation-M1.4'] * 2
+
+
+def test_suite_file_errors(tmp_path):
+    with pytest.raises(SystemExit, match=r"--groups: no group of the suite is called 'neck' "
+                                         r"or 'neck-\.\.\.'; groups: \['ablation-M0.75'"):
+        bench.run(['--groups', 'neck'] + TINY)
+    with pytest.raises(SystemExit, match=r'--suite .*nope.py: no such file'):
+        bench.run(['--suite', str(tmp_path / 'nope.py')] + TINY)
+    (tmp_path / 'empty.py').write_text('SUITES = []\n')
+    with pytest.raises(TypeError, match=r"empty.py' must define SUITE, a "
+                                        r"rfcr.analysis.benchmark.Suite; got NoneType"):
+        bench.run(['--suite', str(tmp_path / 'empty.py')] + TINY)
+    group = Group('g', 'a', [Candidate('a', 'toy', None, None)])
+    with pytest.raises(ValueError, match=r"target 't': rows 'a' and 'b' must be candidates of "
+                                         r"group 'g'"):
+        Suite([group], [Target('t', 'g', 'a', 'b', '<', 1.0)])
+
+
+def test_a_suite_file_of_ones_own(tmp_path, monkeypatch):
+    """A suite beside a module of its own, run by path from another directory: its folder
+    is importable while it loads, and only then."""
+    (tmp_path / 'toy_net.py').write_text(
+        'from torch import nn\n\ndef net(width):\n    return nn.Conv2d(3, width, 3)\n')
+    (tmp_path / 'toy_suite.py').write_text(
+        'from functools import partial\n'
+        'from rfcr.analysis.benchmark import Candidate, Group, Suite, Target, image\n'
+        'from toy_net import net\n'
+        "SUITE = Suite([Group('toy', baseline='narrow', candidates=[\n"
+        "    Candidate('narrow', 'toy', partial(net, 4), image),\n"
+        "    Candidate('wide', 'toy', partial(net, 64), image)])],\n"
+        "    [Target('wide vs narrow', 'toy', 'wide', 'narrow', '>', 0.0)])\n")
+    monkeypatch.chdir(tmp_path.parent)
+    out = tmp_path / 'out'
+    try:
+        bench.run(['--suite', f'{tmp_path.name}/toy_suite.py', '--out-dir', str(out),
+                   '--no-plot', '--no-peak-memory'] + TINY)
+    finally:
+        sys.modules.pop('toy_net', None)
+    assert str(tmp_path) not in sys.path
+    result = json.loads((out / 'bench.json').read_text())
+    assert [r['name'] for r in result['rows']] == ['narrow', 'wide']
+    assert [r['params']['total'] for r in result['rows']] == [3 * 4 * 9 + 4, 3 * 64 * 9 + 64]
+    (target, ) = result['targets']
+    assert target['met'] is True and _finite(target['value'])
 
 
 def _times(ratio_on_eager, ratio_on_ort):
@@ -192,17 +288,16 @@ def _times(ratio_on_eager, ratio_on_ort):
 ])
 def test_targets_compare_both_rows_on_one_runtime(runtime, op, threshold, value, met):
     target = Target('t', 'g', 'a', 'b', op, threshold, runtime=runtime)
-    result = target.check([], _times(0.7, 0.9))
+    result = target.check(_times(0.7, 0.9))
     assert result['value'] == pytest.approx(value) and result['met'] is met
     assert result['runtime'] == runtime
-    speedup = Target('t', 'g', 'a', 'b', '>=', 1.3, speedup=True).check([], _times(0.7, 0.9))
+    speedup = Target('t', 'g', 'a', 'b', '>=', 1.3, speedup=True).check(_times(0.7, 0.9))
     assert speedup['value'] == pytest.approx(1 / 0.7) and speedup['met'] is True
-    missing = Target('t', 'g', 'a', 'c', '<', 1).check([], _times(0.7, 0.9))
+    missing = Target('t', 'g', 'a', 'c', '<', 1).check(_times(0.7, 0.9))
     assert missing['value'] is None and missing['met'] is None
 
 
-@pytest.mark.parametrize('path', sorted(
-    (bench.REPO / 'benchmarks/configs').rglob('*.py')), ids=lambda p: p.name)
+@pytest.mark.parametrize('path', BENCHMARK_CONFIGS, ids=lambda p: p.name)
 def test_benchmark_configs_build_and_run(path):
     import torch
     from rfcr.utils.config import build_model
@@ -231,16 +326,17 @@ def test_every_runtime_in_the_same_rounds():
     settings = Settings(input_size=(17, 23), threads=1, warmup=1, peak_memory=False,
                         memory_format='contiguous', runtimes=EXPORTED_RUNTIMES)
     rows, times = run_group(group, settings)
+    assert [r.name for r in rows] == ['small', 'large']
     for row in rows:
-        assert 'runtime_errors' not in row, row.get('runtime_errors')
-        assert set(row['runtimes']) == set(EXPORTED_RUNTIMES)
-        assert set(times[row['name']]) == {'contiguous', 'eager', *EXPORTED_RUNTIMES}
-        for rt, entry in row['runtimes'].items():
+        assert row.runtime_errors == {}, row.runtime_errors
+        assert set(row.runtimes) == set(EXPORTED_RUNTIMES)
+        assert set(times[row.name]) == {'contiguous', 'eager', *EXPORTED_RUNTIMES}
+        for rt, entry in row.runtimes.items():
             assert entry['latency_ms']['n'] == 3 and _finite(entry['speedup_vs_eager']['median'])
-            expected = sorted(a / b for a, b in zip(times[row['name']][rt], times['small'][rt]))
+            expected = sorted(a / b for a, b in zip(times[row.name][rt], times['small'][rt]))
             assert entry['ratio_vs_ref']['median'] == pytest.approx(expected[1])
-        medians = {rt: sorted(times[row['name']][rt])[1] for rt in ('eager', *EXPORTED_RUNTIMES)}
-        assert row['best_runtime'] == min(medians, key=medians.get)
+        medians = {rt: sorted(times[row.name][rt])[1] for rt in ('eager', *EXPORTED_RUNTIMES)}
+        assert row.best_runtime == min(medians, key=medians.get)
     meta = dict(cpu='cpu', isa='isa', logical_cpus=2, threads=1, device='cpu', torch='t',
                 mmdet='d', mmcv='c', date='now', batch_size=1, input_size=[17, 23],
                 repeats_note='3', warmup=1)
@@ -257,7 +353,7 @@ def test_runtime_installed_and_unavailable(monkeypatch):
     with pytest.raises(SystemExit, match=r"--runtime openvino needs the openvino and onnx "
                                          r"packages \(pip install 'rfcr\[deploy\]'\); this "
                                          r"environment runs \['onnxruntime'\]"):
-        bench.run(['--suite', 'necks', '--runtime', 'openvino'] + TINY)
+        bench.run(['--groups', 'necks', '--runtime', 'openvino'] + TINY)
 
 
 def test_models_fp32_vs_another_file_per_runtime(tmp_path, capsys):

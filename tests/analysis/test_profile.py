@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rfcr.analysis.benchmark import Settings
+from rfcr.analysis.benchmark import BenchRow, Settings
 from rfcr.analysis.profile import format_profiles, profile_runtime
 from rfcr.deploy.export import OnnxWrapper
 from rfcr.tools import bench
@@ -31,9 +31,9 @@ def test_profile_names_the_ops_each_runtime_runs(runtime, conv):
 
 
 def test_bench_profiles_the_rows_of_unmet_targets():
-    suite = bench.default_suite(['necks'])
+    suite = bench.load_suite(bench.DEFAULT_SUITE).select(['necks'])
     settings = Settings(input_size=(64, 64), threads=1)
-    rows = [dict(group='necks', name=n, memory_format='channels_last')
+    rows = [BenchRow('necks', n, '', '', 'RFCR', memory_format='channels_last')
             for n in ('RFCR', 'FPN 96')]
     targets = [dict(group='necks', a='RFCR', b='FPN 96', runtime='onnxruntime', met=False),
                dict(group='necks', a='RFCR', b='FPN 96', runtime='eager', met=True),

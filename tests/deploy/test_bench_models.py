@@ -17,8 +17,10 @@ def _flat(outputs):
 def _unfolded_candidates():
     """Every model of the default suite as built (the deploy groups fold these same
     configs and necks)."""
-    suite = bench.default_suite()
-    return [c for g in suite.groups if not g.name.endswith('deploy') for c in g.candidates]
+    suite = bench.load_suite(bench.DEFAULT_SUITE)
+    candidates = [c for g in suite.groups if not g.name.endswith('deploy') for c in g.candidates]
+    assert len(candidates) == 5 + 5 + 6 + 4 + 3  # ablation x2, detectors, necks, EB3
+    return candidates
 
 
 @pytest.mark.parametrize('cand', _unfolded_candidates(), ids=lambda c: c.name)
