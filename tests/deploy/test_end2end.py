@@ -1,0 +1,195 @@
+"""The end-to-end graph (rfcr.deploy.end2end): End2End and its ONNX file, NMS inside,
+against mmdet's own preprocessing + predict on the demo detector."""
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmdet.structures import DetDataSample
+from rfcr.deploy import switch_to_deploy
+from rfcr.deploy.end2end import (END2END_KEY, End2End, NonMaxSuppression, end2end_metadata,
+                                 export_end2end)
+from rfcr.deploy.export import export_onnx
+from rfcr.deploy.runtime import load_exported
+from rfcr.utils.config import build_model, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / 'configs' / 'yoloret' / 'yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthetic.py'
+OFFICIAL = ROOT / 'configs' / 'official' / 'yoloret_mobilenetv2-0.75_rfcr_official-320_voc0712.py'
+SIZE = 160
+# 'dense': the config's test_cfg; nearly every anchor passes, nms_pre (1000) and
+# max_per_img (100) cut. 'sparse': a few detections, the rest of the K rows padding.
+SPARSE = dict(conf_thr=0.6, score_thr=0.6)
+
+
+def confident_detector(objectness_bias: float = -2.0, **test_cfg):
+    """The demo detector, random, made to detect: BN statistics of random images (so that
+    features do not vanish), prediction convs that read them (objectness and class logits
+    of spread O(1), box offsets of less, so boxes stay near their anchors)."""
+    torch.manual_seed(0)
+    model = build_model(CONFIG)
+    model.bbox_head.test_cfg.update(test_cfg)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # running stats = those of the one batch below
+    model.train()
+    with torch.no_grad():
+        model((torch.randint(0, 256, (4, 3, SIZE, SIZE)) - 120.0) / 58, mode='tensor')
+    model.eval()
+    head = model.bbox_head
+    with torch.no_grad():
+        for conv in head.convs_pred:
+            w = conv.weight.view(head.num_base_priors, head.num_attrib, -1)
+            w[:, :4] *= 3
+            w[:, 4:] *= 20
+            bias = conv.bias.view(head.num_base_priors, head.num_attrib)
+            bias[:, 4] = objectness_bias
+            bias[:, 5:] = -1.0
+    return model
+
+
+def mmdet_predict(model, images, metainfo=None, rescale=False):
+    """mmdet's path: its data preprocessor on the uint8 (BGR) images, then predict."""
+    metainfo = metainfo or [dict(img_shape=tuple(x.shape[-2:]), ori_shape=tuple(x.shape[-2:]),
+                                 scale_factor=(1.0, 1.0)) for x in images]
+    data = model.data_preprocessor(
+        dict(inputs=list(images), data_samples=[DetDataSample(metainfo=m) for m in metainfo]))
+    with torch.no_grad():
+        results = model.predict(data['inputs'], data['data_samples'], rescale=rescale)
+    return [r.pred_instances for r in results]
+
+
+def assert_same_detections(outputs, expected, box_tol):
+    num_dets, boxes, scores, labels = (np.asarray(o) for o in outputs)
+    assert num_dets.dtype == labels.dtype == np.int64
+    for i, ref in enumerate(expected):
+        n = len(ref)
+        assert num_dets[i] == n
+        np.testing.assert_allclose(boxes[i, :n], ref.bboxes.numpy(), atol=box_tol, rtol=0)
+        np.testing.assert_allclose(scores[i, :n], ref.scores.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_array_equal(labels[i, :n], ref.labels.numpy())
+        # EfficientNMS padding: zeros past num_dets
+        assert not boxes[i, n:].any() and not scores[i, n:].any() and not labels[i, n:].any()
+
+
+def images(batch, height=SIZE, width=SIZE, seed=0):
+    return torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope='module')
+def dense():
+    return confident_detector()
+
+
+@pytest.fixture(scope='module')
+def sparse():
+    return confident_detector(-3.0, **SPARSE)
+
+
+@pytest.fixture(scope='module')
+def dense_onnx(dense, tmp_path_factory):
+    path = tmp_path_factory.mktemp('end2end') / 'dense.onnx'
+    cfg = load_config(CONFIG)
+    export_end2end(dense, path, shape=(SIZE, SIZE), batch=2,
+                   metadata=end2end_metadata(cfg, dense, (SIZE, SIZE)))
+    return path
+
+
+@pytest.mark.parametrize('name', ['dense', 'sparse'])
+def test_end2end_equals_mmdet_predict(name, request):
+    model = request.getfixturevalue(name)
+    x = images(2)
+    expected = mmdet_predict(model, x)
+    counts = [len(r) for r in expected]
+    if name == 'dense':  # the cuts apply: nms_pre of many more candidates, then K
+        assert counts == [100, 100]
+    else:  # some detections, fewer than K
+        assert all(0 < n < 100 for n in counts), counts
+    with torch.no_grad():
+        assert_same_detections(End2End(model)(x), expected, box_tol=1e-4)
+        folded = End2End(switch_to_deploy(copy.deepcopy(model)))
+        assert not any(isinstance(m, _BatchNorm) for m in folded.modules())
+        assert_same_detections(folded(x), expected, box_tol=1e-2)
+
+
+def test_onnx_end2end_equals_mmdet_predict(dense, dense_onnx):
+    x = images(2, seed=1)
+    outputs = load_exported(dense_onnx)(x)
+    assert_same_detections(outputs, mmdet_predict(dense, x), box_tol=1e-2)
+    ops = [n.op_type for n in onnx.load(dense_onnx).graph.node]
+    assert ops.count('NonMaxSuppression') == 1
+
+
+def test_dynamic_folded_onnx_end2end_equals_mmdet_predict(sparse, tmp_path):
+    path = tmp_path / 'sparse.onnx'
+    export_end2end(switch_to_deploy(copy.deepcopy(sparse)), path, shape=(SIZE, SIZE),
+                   dynamic=True)
+    exported = load_exported(path)
+    for batch, height, width in ((1, SIZE, SIZE), (3, 128, 192)):
+        x = images(batch, height, width, seed=batch)
+        expected = mmdet_predict(sparse, x)
+        assert sum(len(r) for r in expected) > 0
+        assert_same_detections(exported(x), expected, box_tol=1e-2)
+
+
+def test_end2end_metadata(dense_onnx):
+    meta = {p.key: p.value for p in onnx.load(dense_onnx).metadata_props}
+    assert meta[END2END_KEY] == '1'
+    assert json.loads(meta['classes']) == ['circle', 'square', 'triangle', 'star', 'cross',
+                                           'ring']
+    assert json.loads(meta['input_size']) == [SIZE, SIZE]
+    assert meta['channel_order'] == 'bgr' and meta['letterbox'] == 'resize_pad'
+    # mmdet pads the normalized batch with 0: the mean, here in BGR order
+    assert json.loads(meta['pad_value']) == [103.53, 116.28, 123.675]
+    assert (float(meta['score_thr']), float(meta['conf_thr']), float(meta['iou_thr']),
+            int(meta['nms_pre']), int(meta['max_per_img'])) == (0.05, 0.005, 0.45, 1000, 100)
+
+
+def test_official_config_metadata():
+    """The official Keras configs: rfcr's centred Letterbox, black padding, VOC's classes."""
+    cfg = load_config(OFFICIAL)
+    meta = end2end_metadata(cfg, build_model(cfg), (320, 320))
+    assert meta['letterbox'] == 'centred' and json.loads(meta['pad_value']) == [0, 0, 0]
+    classes = json.loads(meta['classes'])
+    assert len(classes) == 20 and classes[:2] == ['aeroplane', 'bicycle']
+    assert (float(meta['score_thr']), float(meta['iou_thr']), meta['max_per_img']) == (
+        0.2, 0.5, '400')
+
+
+class _NMS(torch.nn.Module):
+    def forward(self, boxes, scores):
+        return NonMaxSuppression.apply(boxes, scores, 2, 0.5, 0.3),
+
+
+def test_non_max_suppression_equals_onnx_op(tmp_path):
+    """PyTorch's NonMaxSuppression selects what ONNX Runtime's op does: per image and
+    class, above the score threshold, at most max_per_class (2) each."""
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(2, 40, 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(2, 40, 2, generator=g) * 20], -1)
+    scores = torch.rand(2, 3, 40, generator=g)
+    path = tmp_path / 'nms.onnx'
+    export_onnx(_NMS(), (boxes, scores), path)
+    (selected, ) = load_exported(path)(boxes, scores)
+    (eager, ) = _NMS()(boxes, scores)
+    assert len(eager) == 2 * 3 * 2  # every (image, class) has 2 boxes left
+    assert sorted(map(tuple, selected.tolist())) == sorted(map(tuple, eager.tolist()))
+    assert selected.dtype == np.int64
+
+
+def test_end2end_refuses_bad_arguments(dense, tmp_path):
+    with pytest.raises(TypeError, match='YOLOV3Head'):
+        End2End(dense.backbone)
+    with pytest.raises(ValueError, match=r"test_cfg.nms: .*soft_nms"):
+        End2End(dense, dict(dense.bbox_head.test_cfg, nms=dict(type='soft_nms',
+                                                                iou_threshold=0.5)))
+    with pytest.raises(ValueError, match='pad_size_divisor \\(32\\), got 100x160'):
+        export_end2end(dense, tmp_path / 'x.onnx', shape=(100, 160))
+    assert not (tmp_path / 'x.onnx').exists()
