@@ -19,7 +19,7 @@ setup(
     packages=find_packages(include=['rfcr', 'rfcr.*']),
     include_package_data=True,
     install_requires=[
-        'torch>=2.5',  # torch.serialization.safe_globals (rfcr.engine.checkpoint)
+        'torch>=2.5',  # torch.serialization.safe_globals (rfcr.utils.checkpoint)
         'torchvision',
         'mmengine>=0.10.0,<1.0',
         'mmcv>=2.0.0rc4,<2.2.0',

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rfcr.datasets.synthetic import generate
-from rfcr.engine.checkpoint import mmengine_checkpoint_loading
+from rfcr.utils.checkpoint import mmengine_checkpoint_loading
 from rfcr.tools import test as rfcr_test
 from rfcr.tools import train as rfcr_train
 

@@ -64,7 +64,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if args.deploy:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SwitchToDeployHook')]
 
-    from rfcr.engine.checkpoint import mmengine_checkpoint_loading
+    from rfcr.utils.checkpoint import mmengine_checkpoint_loading
     runner = build_runner(cfg)
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except FileNotFoundError as e:
         sys.exit(f'rfcr-train: {e}')
 
-    from rfcr.engine.checkpoint import mmengine_checkpoint_loading
+    from rfcr.utils.checkpoint import mmengine_checkpoint_loading
     runner = build_runner(cfg)
     with mmengine_checkpoint_loading():
         runner.train()

@@ -21,7 +21,7 @@ from torch import nn
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
-from ..engine.checkpoint import mmengine_checkpoint_loading
+from .checkpoint import mmengine_checkpoint_loading
 
 __all__ = ['build_model', 'load_config', 'model_parts', 'parameter_counts', 'resolve_config',
            'without_pretrained']
@@ -78,7 +78,8 @@ def build_model(config: str | os.PathLike | Config | dict,
         config: A config path (``mmdet::`` paths work), a ``Config``, or a model config
             dict (anything registered in mmdet's ``MODELS``: a detector, a neck, ...).
         checkpoint: Loaded strictly with ``torch.load(weights_only=True)``; mmengine's
-            own checkpoints are accepted (:mod:`rfcr.engine.checkpoint`). Without it, the
+            own checkpoints are accepted
+            (:func:`~rfcr.utils.checkpoint.mmengine_checkpoint_loading`). Without it, the
             weights are each module's ``init_weights`` from random, with every pretrained
             ``init_cfg`` dropped: nothing is read or downloaded.
         cfg_options: Overrides merged into a config loaded from a path.

@@ -11,7 +11,7 @@ import torch
 from mmdet.structures.bbox import bbox_overlaps
 
 from rfcr.datasets.synthetic import generate
-from rfcr.engine.checkpoint import mmengine_checkpoint_loading
+from rfcr.utils.checkpoint import mmengine_checkpoint_loading
 from rfcr.tools import export as rfcr_export
 from rfcr.tools import quantize as rfcr_quantize
 from rfcr.tools import test as rfcr_test
