@@ -32,17 +32,18 @@ from .fused import plain_conv
 from .session import load_exported
 
 __all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'VerifyResult', 'detector_wrapper', 'export_onnx',
-           'export_openvino', 'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
-           'openvino_op_counts', 'save_ir', 'tf_same_traceable', 'verify_exported']
+           'export_openvino', 'flatten_outputs', 'neck_wrapper', 'odd_pyramid_size',
+           'onnx_op_counts', 'openvino_op_counts', 'save_ir', 'tf_same_traceable',
+           'verify_exported']
 
 DEFAULT_OPSET = 17
 
 
-def _flatten(outputs: Any) -> list[Tensor]:
+def flatten_outputs(outputs: Any) -> list[Tensor]:
     if torch.is_tensor(outputs):
         return [outputs]
     if isinstance(outputs, (tuple, list)):
-        return [t for o in outputs for t in _flatten(o)]
+        return [t for o in outputs for t in flatten_outputs(o)]
     raise TypeError(f'expected tensors or (nested) tuples / lists of tensors, '
                     f'got {type(outputs).__name__}')
 
@@ -65,7 +66,7 @@ class OnnxWrapper(nn.Module):
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         out = self.call(self.module, inputs) if self.call else self.module(*inputs)
-        return tuple(_flatten(out))
+        return tuple(flatten_outputs(out))
 
 
 def _detector_tensor_mode(detector: nn.Module, inputs: tuple[Tensor, ...]) -> Any:

@@ -7,15 +7,12 @@ from typing import Optional
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
 from mmdet.registry import HOOKS
 
+from ..utils.model import unwrap_model
+from .export import flatten_outputs
 from .fold import switch_to_deploy
-
-
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()
@@ -59,11 +56,11 @@ class SwitchToDeployHook(Hook):
             x = torch.rand(1, 3, self.check_size, self.check_size,
                            generator=torch.Generator().manual_seed(0)).to(param.device)
             with torch.no_grad():
-                expected = _flat(model(x, mode='tensor'))
+                expected = flatten_outputs(model(x, mode='tensor'))
         folded = switch_to_deploy(model if in_place else copy.deepcopy(model))
         if x is not None:
             with torch.no_grad():
-                got = _flat(folded(x, mode='tensor'))
+                got = flatten_outputs(folded(x, mode='tensor'))
             scale = max(float(t.abs().max()) for t in expected)
             diff = max(float((a - b).abs().max()) for a, b in zip(expected, got))
             if len(got) != len(expected) or diff > self.atol * max(scale, 1.0):
@@ -77,7 +74,7 @@ class SwitchToDeployHook(Hook):
 
     def before_val_epoch(self, runner) -> None:
         self._training_model = runner.model
-        runner.model = self._fold(_unwrap(runner.model), in_place=False)
+        runner.model = self._fold(unwrap_model(runner.model), in_place=False)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         if self._training_model is not None:
@@ -85,13 +82,7 @@ class SwitchToDeployHook(Hook):
             self._training_model = None
 
     def before_test_epoch(self, runner) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         folded = self._fold(model, in_place=True)
         if folded is not model:  # the model itself had a deploy form
             runner.model = folded
-
-
-def _flat(outputs) -> list[torch.Tensor]:
-    if torch.is_tensor(outputs):
-        return [outputs]
-    return [t for o in outputs for t in _flat(o)]

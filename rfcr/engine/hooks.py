@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
 from mmdet.registry import HOOKS
+
+from ..utils.model import unwrap_model
 
 
 @HOOKS.register_module()
@@ -36,7 +37,7 @@ class FreezeBackboneHook(Hook):
         self.frozen_stages = frozen_stages
 
     def _backbone(self, runner):
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         backbone = model.backbone
         if not hasattr(backbone, 'frozen_stages'):
             raise TypeError(f'FreezeBackboneHook needs a backbone with `frozen_stages`, got '
@@ -75,5 +76,5 @@ class ChannelsLastHook(Hook):
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         model.to(memory_format=torch.channels_last)

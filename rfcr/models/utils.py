@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import torch
-from mmengine.model import is_model_wrapper
 from torch import nn
 
+from ..utils.model import unwrap_model
 from .necks.rfcr import RFCR
 
 
@@ -26,7 +26,7 @@ def check_channels(model: nn.Module, input_size: int = 128) -> None:
     Raises:
         ValueError: naming the component, what it expects and what it was given.
     """
-    model = model.module if is_model_wrapper(model) else model
+    model = unwrap_model(model)
     backbone = getattr(model, 'backbone', None)
     neck = getattr(model, 'neck', None)
     head = getattr(model, 'bbox_head', None)
