@@ -67,6 +67,7 @@ def test_taps_are_the_full_networks_stage_outputs(size):
         feats.append(full.layers[5][:len(ours.layers[5])](feats[-1]))
         outs = ours(x)
     assert ours.out_channels == (32, 48, 136, 232) and ours.strides == (4, 8, 16, 32)
+    assert len(outs) == 4
     for out, ref, c, s in zip(outs, feats[3:], ours.out_channels, ours.strides):
         assert out.shape == (2, c, *(math.ceil(n / s) for n in size))  # TensorFlow "SAME"
         torch.testing.assert_close(out, ref, rtol=0, atol=0)

@@ -133,14 +133,20 @@ def test_mmpretrain_layout_checkpoint(tmp_path):
             torch.testing.assert_close(a, b)
 
 
-def test_detector_checkpoint_with_prefix(tmp_path):
+@pytest.mark.parametrize('prefix', ['backbone.', 'backbone'])  # mmengine's spelling too
+def test_detector_checkpoint_with_prefix(tmp_path, mmengine_messages, prefix):
     tv = _torchvision(1.0)
     path = tmp_path / 'det.pth'
     sd = {f'backbone.{k}': v for k, v in tv.state_dict().items()}
     sd['bbox_head.conv.weight'] = torch.zeros(3)
     torch.save({'state_dict': sd}, path)
-    model = _load(TruncatedMobileNetV2(1.0), path, prefix='backbone.')
+    model = _load(TruncatedMobileNetV2(1.0), path, prefix=prefix)
     torch.testing.assert_close(model.conv1.conv.weight, tv.features[0][0].weight)
+    (message, ) = [m for m in mmengine_messages if m.startswith('TruncatedMobileNetV2')]
+    assert 'bbox_head.conv.weight' in message and 'backbone.features.18.0.weight' in message
+    with pytest.raises(ValueError, match=r"det\.pth': the checkpoint has no key starting with "
+                       r"prefix='neck\.'"):
+        _load(TruncatedMobileNetV2(1.0), path, prefix='neck')
 
 
 def test_dropped_keys_are_logged_by_name(tmp_path, mmengine_messages):
@@ -295,10 +301,14 @@ def test_same_padding_only_on_the_stride2_convs():
     # Odd at every stride-2 conv (65, 33, 17, 9, 5 and 33, 17, 9, 5, 3): "SAME" pads 1 and 1
     # there, as symmetric padding does. Even sizes pad the bottom/right only: a shift.
     x = torch.randn(1, 3, 65, 33)
-    for a, b in zip(model(x), plain(x)):
+    outs, plain_outs = model(x), plain(x)
+    assert len(outs) == len(plain_outs) == 3
+    for a, b in zip(outs, plain_outs):
         torch.testing.assert_close(a, b)
     x = torch.randn(1, 3, 64, 64)
-    for a, b in zip(model(x), plain(x)):
+    outs, plain_outs = model(x), plain(x)
+    assert len(outs) == len(plain_outs) == 3
+    for a, b in zip(outs, plain_outs):
         assert a.shape == b.shape and not torch.allclose(a, b)
 
 

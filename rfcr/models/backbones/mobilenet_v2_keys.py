@@ -106,17 +106,14 @@ def _from_mmpretrain(key: str, blocks: dict[str, bool]) -> str:
 def convert_mobilenet_v2_keys(
         state_dict: Mapping[str, Tensor],
         arch: Sequence[Sequence[int]],
-        num_kept_stages: int,
-        prefix: str | None = None) -> tuple[dict[str, Tensor], list[str]]:
-    """Convert a MobileNetV2 checkpoint to mmdet names and drop truncated layers.
+        num_kept_stages: int) -> tuple[dict[str, Tensor], list[str]]:
+    """Convert a MobileNetV2 state dict to mmdet names and drop truncated layers.
 
     Args:
-        state_dict: A torchvision, timm, mmdet or mmpretrain MobileNetV2 state dict,
-            possibly wrapped as ``{'state_dict': ...}`` or prefixed with ``module.``.
+        state_dict: A torchvision, timm, mmdet or mmpretrain MobileNetV2 backbone's tensors
+            (unwrapped by :func:`~rfcr.models.backbones.common.backbone_state_dict`).
         arch: The full MobileNetV2 arch table (all stages, before truncation).
         num_kept_stages: Stages kept; later stages and ``conv2`` are dropped.
-        prefix: Only keys under this prefix are used (e.g. ``'backbone.'`` for a whole
-            detector checkpoint); ``None`` detects the layout.
 
     Returns:
         The converted state dict and the original names of the dropped keys (truncated
@@ -126,23 +123,8 @@ def convert_mobilenet_v2_keys(
         ValueError: for a timm checkpoint whose stages hold another number of blocks than
             MobileNetV2's (the depth-multiplied ``mobilenetv2_110d``, ``mobilenetv2_120d``).
     """
-    if isinstance(state_dict.get('state_dict'), Mapping):
-        state_dict = state_dict['state_dict']
-    if state_dict and all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
     blocks = _block_table(arch)
     dropped: list[str] = []
-
-    if prefix is None and any(k.startswith('backbone.') for k in state_dict):
-        # An mmpretrain ImageClassifier: backbone + (parameter-free neck) + head.
-        prefix = 'backbone.'
-        dropped += [k for k in state_dict if k.startswith(('head.', 'neck.'))]
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(('head.', 'neck.'))}
-    if prefix is not None:
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not state_dict:
-            raise ValueError(f'the checkpoint has no key starting with prefix={prefix!r}')
-
     converted: dict[str, tuple[str, Tensor]] = {}
     if any(k.startswith(('conv_stem.', 'blocks.')) for k in state_dict):
         depth = _timm_depth(state_dict, len(arch))

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from mmengine.logging import print_log
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -12,9 +11,8 @@ from mmdet.models.backbones import EfficientNet
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
-from ...utils.checkpoint import is_pretrained_init, load_checked_state_dict, load_state_dict
-from ..keras_compat import KERAS_META_KEY, check_keras_numerics, is_missing_local_file
-from .common import check_out_strides
+from ...utils.checkpoint import is_pretrained_init
+from .common import check_out_strides, load_pretrained
 
 # Output stride of each module of mmdet's EfficientNet ('b' archs), ``layers[i]``: the stem,
 # then the stages as mmdet groups them. mmdet merges every stride-1 stage into the stage
@@ -187,46 +185,19 @@ class TruncatedEfficientNet(EfficientNet):
         if not is_pretrained_init(self.init_cfg):
             super().init_weights()
             return
-        checkpoint = self.init_cfg['checkpoint']
-        if is_missing_local_file(checkpoint):
-            raise FileNotFoundError(
-                f'init_cfg.checkpoint={checkpoint!r}: no such file. mmpretrain publishes '
-                f'ImageNet EfficientNet-B3 weights with Keras\' numerics: '
-                f'{MMPRETRAIN_EFFICIENTNET_B3}')
-        state_dict = load_state_dict(checkpoint, self.init_cfg.get('map_location', 'cpu'))
-        meta = state_dict.get('meta')
-        if isinstance(meta, Mapping) and meta.get(KERAS_META_KEY):
-            check_keras_numerics(self, f'init_cfg.checkpoint={checkpoint!r}')
-        try:
-            kept, dropped = self._convert_keys(state_dict, self.init_cfg.get('prefix'))
-        except ValueError as e:
-            raise ValueError(f'init_cfg.checkpoint={checkpoint!r}: {e}') from e
-        load_checked_state_dict(self, kept, f'init_cfg.checkpoint={checkpoint!r}',
-                                f"TruncatedEfficientNet(arch='{self.arch}')")
-        print_log(
-            f'TruncatedEfficientNet: loaded {len(kept)} tensors from {checkpoint}; dropped '
-            f'{len(dropped)} keys of the truncated layers and classifier: {", ".join(dropped)}',
-            logger='current')
+        load_pretrained(self, self._drop_truncated,
+                        f"TruncatedEfficientNet(arch='{self.arch}')", _missing_checkpoint_error)
         self._is_init = True
 
-    def _convert_keys(self, state_dict: Mapping[str, Tensor], prefix: str | None
-                      ) -> tuple[dict[str, Tensor], list[str]]:
-        """The checkpoint's backbone keys, and the names of those dropped."""
-        if isinstance(state_dict.get('state_dict'), Mapping):
-            state_dict = state_dict['state_dict']
-        state_dict = {k: v for k, v in state_dict.items() if k != 'meta'}
-        if state_dict and all(k.startswith('module.') for k in state_dict):
-            state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-        dropped = []
-        if prefix is None and any(k.startswith('backbone.') for k in state_dict):
-            prefix = 'backbone.'  # an mmpretrain ImageClassifier: backbone, neck, head
-        if prefix is not None:
-            prefix = prefix if prefix.endswith('.') else prefix + '.'
-            dropped += [k for k in state_dict if not k.startswith(prefix)]
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
-                          if k.startswith(prefix)}
-            if not state_dict:
-                raise ValueError(f'the checkpoint has no key starting with prefix={prefix!r}')
+    def _drop_truncated(self, state_dict: dict[str, Tensor]
+                        ) -> tuple[dict[str, Tensor], list[str]]:
+        """The backbone's tensors without those of the truncated modules, and the names of
+        those dropped (the classifier's are outside the backbone)."""
         kept = {k: v for k, v in state_dict.items() if not self._truncated_key(k)}
-        dropped += [f'{prefix or ""}{k}' for k in state_dict if k not in kept]
-        return kept, sorted(dropped)
+        return kept, sorted(k for k in state_dict if k not in kept)
+
+
+def _missing_checkpoint_error(checkpoint: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f'init_cfg.checkpoint={checkpoint!r}: no such file. mmpretrain publishes ImageNet '
+        f"EfficientNet-B3 weights with Keras' numerics: {MMPRETRAIN_EFFICIENTNET_B3}")

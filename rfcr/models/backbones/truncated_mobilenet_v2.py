@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from mmcv.cnn import ConvModule, build_conv_layer
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -15,10 +14,9 @@ from mmdet.models.utils import make_divisible
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
-from ...utils.checkpoint import is_pretrained_init, load_checked_state_dict, load_state_dict
-from ..keras_compat import (KERAS_META_KEY, check_keras_numerics, is_missing_local_file,
-                            missing_checkpoint_error)
-from .common import check_out_strides
+from ...utils.checkpoint import is_pretrained_init
+from ..keras_compat import missing_checkpoint_error
+from .common import check_out_strides, load_pretrained
 from .mobilenet_v2_keys import convert_mobilenet_v2_keys
 
 # The whole MobileNetV2 body, as in the paper (Sandler et al., Table 2) and torchvision.
@@ -231,23 +229,8 @@ class TruncatedMobileNetV2(BaseModule):
         if not is_pretrained_init(self.init_cfg):
             super().init_weights()
             return
-        checkpoint = self.init_cfg['checkpoint']
-        if is_missing_local_file(checkpoint):
-            raise missing_checkpoint_error(checkpoint, self.widen_factor)
-        state_dict = load_state_dict(checkpoint, self.init_cfg.get('map_location', 'cpu'))
-        meta = state_dict.get('meta')
-        if isinstance(meta, Mapping) and meta.get(KERAS_META_KEY):
-            check_keras_numerics(self, f'init_cfg.checkpoint={checkpoint!r}')
-        try:
-            converted, dropped = convert_mobilenet_v2_keys(
-                state_dict, MOBILENET_V2_ARCH, NUM_KEPT_STAGES,
-                prefix=self.init_cfg.get('prefix'))
-        except ValueError as e:
-            raise ValueError(f'init_cfg.checkpoint={checkpoint!r}: {e}') from e
-        load_checked_state_dict(self, converted, f'init_cfg.checkpoint={checkpoint!r}',
-                                f'TruncatedMobileNetV2(widen_factor={self.widen_factor})')
-        print_log(
-            f'TruncatedMobileNetV2: loaded {len(converted)} tensors from {checkpoint}; '
-            f'dropped {len(dropped)} keys of the truncated layers and classifier: '
-            f'{", ".join(dropped)}', logger='current')
+        load_pretrained(
+            self, lambda sd: convert_mobilenet_v2_keys(sd, MOBILENET_V2_ARCH, NUM_KEPT_STAGES),
+            f'TruncatedMobileNetV2(widen_factor={self.widen_factor})',
+            lambda checkpoint: missing_checkpoint_error(checkpoint, self.widen_factor))
         self._is_init = True
