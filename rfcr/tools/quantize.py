@@ -27,18 +27,9 @@ from typing import Optional, Sequence
 from mmengine.config import DictAction
 
 from rfcr.deploy.quantize import QUANTIZE_RUNTIMES
+from rfcr.tools.summary import positive_int
 
 SPLITS = ('val', 'test', 'train')
-
-
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = None
-    if n is None or n <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive int (images), got {value!r}')
-    return n
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -51,7 +42,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         '(openvino; weights in .bin beside it)')
     parser.add_argument('--runtime', choices=tuple(QUANTIZE_RUNTIMES), default='onnxruntime',
                         help='the runtime to quantize for (default: onnxruntime)')
-    parser.add_argument('--calib', type=_positive_int, default=100, metavar='N',
+    parser.add_argument('--calib', type=positive_int, default=100, metavar='N',
                         help='calibration images, the first N of the split (default: 100)')
     parser.add_argument('--split', choices=SPLITS, default='val',
                         help="the config's dataloader the images come from (default: val)")

@@ -33,7 +33,11 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    """An argparse ``type``: ints > 0, every rfcr tool's counts."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
         raise argparse.ArgumentTypeError(f'must be a positive int, got {text!r}')
     return value
@@ -66,12 +70,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     from rfcr.utils.config import build_model
     from rfcr.analysis.summary import format_summary, summarize
 
-    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     fmt = MEMORY_FORMATS[args.memory_format]
-    model = build_model(args.config, cfg_options=args.cfg_options).to(device, memory_format=fmt)
-    x = torch.rand(args.batch_size, 3, *args.input_size, device=device).to(memory_format=fmt)
-    rows = summarize(model, x, depth=args.depth, runs=args.runs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        model = build_model(args.config, cfg_options=args.cfg_options)
+        model.to(device, memory_format=fmt)
+        x = torch.rand(args.batch_size, 3, *args.input_size, device=device).to(memory_format=fmt)
+        rows = summarize(model, x, depth=args.depth, runs=args.runs)
+    finally:
+        torch.set_num_threads(threads)  # main() is called in-process too (tests, notebooks)
     title = (f'{args.config}: input {tuple(x.shape)}, {args.device}, {args.threads} '
              f'thread(s), {args.memory_format}, eval, random weights')
     print(format_summary(rows, title))

@@ -174,8 +174,8 @@ def test_bad_input_is_refused_and_writes_nothing(trained, tmp_path, capsys):
         with pytest.raises(SystemExit, match=message):
             rfcr_quantize.run([str(DEMO)] + argv)
     usage = [
-        (['--calib', '0'], "--calib: must be a positive int (images), got '0'"),
-        (['--calib', '-3'], "--calib: must be a positive int (images), got '-3'"),
+        (['--calib', '0'], "--calib: must be a positive int, got '0'"),
+        (['--calib', '-3'], "--calib: must be a positive int, got '-3'"),
         (['--runtime', 'tensorrt'], "--runtime: invalid choice: 'tensorrt'"),
         (['--runtime', 'openvino'], "--runtime openvino writes a .xml file, got OUT="),
         (['--split', 'holdout'], "--split: invalid choice: 'holdout'"),
