@@ -78,6 +78,7 @@ def test_detector_with_list_neck_runs_end_to_end():
     model.train()
     optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     losses = model.train_step(data, optim_wrapper)
+    assert {'loss', 'loss_cls', 'loss_bbox'} <= set(losses), sorted(losses)
     assert all(torch.isfinite(v).all() for v in losses.values())
     model.eval()
     (result,) = model.test_step(data)

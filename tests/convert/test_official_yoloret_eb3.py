@@ -54,7 +54,7 @@ def test_the_keras_reference_is_the_official_model(keras_refs):
 
 def test_both_configs_convert_alike(converted):
     a, b = (converted[size]['state_dict'] for size in EB3_SIZES)
-    assert a.keys() == b.keys()
+    assert a and a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     meta = converted[416]['meta']
     assert meta['dataset_meta']['classes'] == CocoDataset.METAINFO['classes']

@@ -135,6 +135,7 @@ def test_rfcr_eval_output_is_the_official_function(name):
         outs = model(*inputs)
     grad_outs = model(*inputs)
     assert grad_outs[0].requires_grad
+    assert len(outs) == len(grad_outs) == len(refs)
     for out, grad_out, ref in zip(outs, grad_outs, refs):
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
         assert torch.equal(out, grad_out.detach())

@@ -39,6 +39,7 @@ def test_matches_reference(shortcut, size):
     with torch.no_grad():
         outs = neck(feats)
         refs = rfcr_reference(feats, neck.state_dict(), shortcut=bool(shortcut))
+    assert len(outs) == len(refs) == 3
     for out, ref in zip(outs, refs):
         assert out.shape == ref.shape
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
@@ -201,6 +202,7 @@ def test_any_input_size_matches_reference(h, w, shortcut):
     with torch.no_grad():
         outs = neck(feats)
         refs = rfcr_reference(feats, neck.state_dict(), shortcut=shortcut)
+    assert len(outs) == len(refs) == 3
     for f, o, r in zip(feats[-3:], outs, refs):
         assert o.shape[-2:] == f.shape[-2:]
         torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
