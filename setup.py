@@ -17,6 +17,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=find_packages(include=['rfcr', 'rfcr.*']),
+    # rfcr-predict: outside the package, whose import loads torch and mmdet
+    py_modules=['rfcr_predict'],
     include_package_data=True,
     install_requires=[
         'torch>=2.5',  # torch.serialization.safe_globals (rfcr.utils.checkpoint)
@@ -46,6 +48,7 @@ setup(
             'rfcr-bench = rfcr.tools.bench:main',
             'rfcr-summary = rfcr.tools.summary:main',
             'rfcr-export = rfcr.tools.export:main',
+            'rfcr-predict = rfcr_predict:main',
             'rfcr-convert = rfcr.tools.convert:main',
             'rfcr-quantize = rfcr.tools.quantize:main',
         ],
