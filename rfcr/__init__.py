@@ -6,7 +6,7 @@ rfcr's modules in mmdet's ``MODELS`` registry (``TruncatedMobileNetV2``, ``RFCR`
 hooks and wrappers in mmengine's.
 
 Layers, each importing only those below it: ``tools`` -> ``analysis`` -> ``deploy`` /
-``convert`` -> ``models`` / ``datasets`` -> ``engine`` / ``utils``.
+``convert`` -> ``models`` / ``datasets`` -> ``engine`` -> ``utils``.
 """
 from . import datasets, deploy, engine  # noqa: F401  (register transforms, hooks, wrappers)
 from .models import RFCR, TruncatedMobileNetV2
