@@ -2,26 +2,31 @@
 
     python benchmarks/deploy_latency.py                # 320x320, batch 1, 1 thread
     python benchmarks/deploy_latency.py --size 416 --threads 2 --runs 50
-    python benchmarks/deploy_latency.py --runtimes torch onnxruntime openvino compile
+    python benchmarks/deploy_latency.py --runtimes eager onnxruntime openvino compile
 
 Weights are random (nothing is downloaded), with BN statistics calibrated on random
 images so activations have the magnitudes of a trained network, and signed fusion
-weights. Every variant of a model is timed in one interleaved run
-(rfcr.analysis.latency.measure_deploy_latency); compare ratios, not milliseconds across
-runs or machines.
+weights. Every variant of a model (eager contiguous and channels_last, then each runtime
+of the table, rfcr.deploy.runtime.RUNTIMES; each unfolded and folded by
+switch_to_deploy) is timed in one interleaved run (rfcr.analysis.latency); speed-ups are
+paired per round against unfolded eager. Compare ratios, not milliseconds across runs or
+machines. rfcr-bench's deploy group compares folded models with each other; this script
+compares each model with its own folded self.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from rfcr.analysis.latency import format_latency_table, measure_deploy_latency
+from rfcr.analysis.latency import Stats, interleaved_timings, paired_ratio
+from rfcr.deploy import switch_to_deploy
 from rfcr.deploy.export import detector_wrapper, neck_wrapper
-from rfcr.deploy.runtime import RUNTIMES
+from rfcr.deploy.runtime import EAGER, RUNTIMES, Runner, eager_runner
 from rfcr.models import RFCR
 from rfcr.utils.config import build_model
 from rfcr.utils.cpu import cpu_name, isa_summary
@@ -46,19 +51,48 @@ def calibrate(model: nn.Module, size: int, batches: int = 2) -> None:
     model.eval()
 
 
+def runners(module: nn.Module, inputs: tuple, runtimes: list[str],
+            threads: int) -> dict[str, Runner]:
+    """Each variant's runner: ``eager``, ``eager channels_last`` and ``RUNTIME``, each
+    ``... deploy`` too (a folded copy)."""
+    variants = {'': module.eval(), ' deploy': switch_to_deploy(copy.deepcopy(module))}
+    out = {}
+    for rt in runtimes:
+        for suffix, m in variants.items():
+            out[f'{rt}{suffix}'] = RUNTIMES[rt].runner(m, inputs, threads)
+            if rt == EAGER:
+                out[f'{rt}{suffix} channels_last'] = eager_runner(m, inputs, threads,
+                                                                  channels_last=True)
+    return out
+
+
+def table(times: dict[str, list[float]], baseline: str) -> str:
+    """Median and p90 ms per variant, and its speed-up over ``baseline`` (median of the
+    per-round ratios)."""
+    width = max(28, *map(len, times))
+    lines = [f'{"variant":<{width}}  median ms   p90 ms   speed-up']
+    for name, ts in times.items():
+        s = Stats.of([t * 1e3 for t in ts])
+        speedup = paired_ratio(times[baseline], ts).median
+        lines.append(f'{name:<{width}}  {s.median:9.2f}  {s.p90:7.2f}  {speedup:8.2f}x')
+    return '\n'.join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=str(CONFIG), help='detector config')
     parser.add_argument('--size', type=int, default=320, help='square input size')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--threads', type=int, default=1,
-                        help='intra-op threads of PyTorch and ONNX Runtime')
+                        help='intra-op threads of every runtime')
     parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES,
-                        default=['torch', 'onnxruntime'],
-                        help='torch (eager) and the exported runtimes to time')
+                        default=[EAGER, 'onnxruntime'],
+                        help='the runtimes to time (eager is always the baseline)')
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--runs', type=int, default=30)
     args = parser.parse_args()
+    runtimes = [EAGER] + [rt for rt in args.runtimes if rt != EAGER]
+    torch.set_num_threads(args.threads)  # eager's too: no runner switches the count
 
     torch.manual_seed(0)
     detector = build_model(args.config)
@@ -74,9 +108,9 @@ def main() -> None:
           f'{args.runs} runs interleaved')
     for name, module, inputs in (('RFCR', neck_wrapper(rfcr), feats),
                                  ('YOLO-ReT detector', detector_wrapper(detector), (x, ))):
-        rows = measure_deploy_latency(module, inputs, warmup=args.warmup, runs=args.runs,
-                                      threads=args.threads, runtimes=args.runtimes)
-        print(f'\n{name}\n{format_latency_table(rows)}')
+        times = interleaved_timings(runners(module, tuple(inputs), runtimes, args.threads),
+                                    repeats=args.runs, warmup=args.warmup)
+        print(f'\n{name}\n{table(times, EAGER)}')
 
 
 if __name__ == '__main__':

@@ -35,17 +35,16 @@ import torch
 from torch import nn
 
 from ..deploy.export import OnnxWrapper
-from ..deploy.runtime import EXPORTED_RUNTIMES, runtime_runner
-from ..deploy.session import FILE_RUNTIMES, RUNTIME_SUFFIXES, ExportedModel, default_runtime
+from ..deploy.runtime import (EAGER, EXPORTED_RUNTIMES, FILE_RUNTIMES, RUNTIMES, Runner,
+                              default_runtime, get_runtime, load_exported)
 from ..utils.config import parameter_counts
 from .flops import count_macs
-from .profile import Profile, profile_runtime
+from .profile import Profile, profile_runner
 from .report import BenchRow
 from .latency import (MEMORY_FORMATS, Stats, best_format, interleaved_timings, paired_ratio,
                       peak_memory, synchronizer)
 
 FORMAT_CHOICES = ('auto', 'contiguous', 'channels_last')
-EAGER = 'eager'  # PyTorch eager, in the faster memory format: every row has it
 
 
 def call_model(model: nn.Module, inputs: tuple) -> Any:
@@ -191,27 +190,34 @@ def _flatten_inputs(inputs: tuple) -> tuple[tuple[torch.Tensor, ...], Callable]:
 
 
 def exported_runner(runtime: str, cand: Candidate, model: nn.Module, inputs: tuple,
-                    threads: int) -> Callable[[], Any]:
-    """``cand.call(model, inputs)`` exported and run by ``runtime`` on CPU with ``threads``
-    intra-op threads (:func:`rfcr.deploy.runtime.runtime_runner`)."""
+                    threads: int) -> Runner:
+    """``cand.call(model, inputs)`` on ``runtime`` (CPU; exported first where the runtime
+    runs a file) with ``threads`` intra-op threads: the runtime table's
+    :class:`~rfcr.deploy.runtime.Runner`, which times and profiles the same model."""
     flat, rebuild = _flatten_inputs(inputs)
     wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
-    return runtime_runner(runtime, wrapper, flat, threads)
+    return get_runtime(runtime).runner(wrapper, flat, threads)
 
 
 def profile_candidate(cand: Candidate, runtime: str, settings: Settings,
-                      memory_format: str = 'contiguous') -> Profile:
-    """Where ``cand``'s time goes on ``runtime`` (``'eager'`` in ``memory_format``, or an
-    exported runtime): :func:`rfcr.analysis.profile.profile_runtime`."""
-    model = cand.build()
-    model.eval()
-    flat, rebuild = _flatten_inputs(cand.make_inputs(settings.batch_size, settings.input_size))
-    wrapper = OnnxWrapper(model, lambda m, xs: cand.call(m, rebuild(xs)))
-    if runtime == EAGER:
-        fmt = MEMORY_FORMATS[memory_format]
-        wrapper = wrapper.to(memory_format=fmt)
-        flat = tuple(_to(x, torch.device('cpu'), fmt) for x in flat)
-    return profile_runtime(runtime, wrapper, flat, settings.threads, name=cand.name)
+                      memory_format: str = 'contiguous',
+                      runner: Optional[Runner] = None) -> Profile:
+    """Where ``cand``'s time goes on ``runtime``: ``runner``, the one that was timed
+    (nothing is exported again), or else one built as :func:`exported_runner` builds it
+    (eager: in ``memory_format``) and warmed up, profiled by
+    :func:`rfcr.analysis.profile.profile_runner`."""
+    if runner is None:
+        model = cand.build()
+        model.eval()
+        inputs = cand.make_inputs(settings.batch_size, settings.input_size)
+        if runtime == EAGER:
+            fmt = MEMORY_FORMATS[memory_format]
+            model = model.to(memory_format=fmt)
+            inputs = _to(inputs, torch.device('cpu'), fmt)
+        runner = exported_runner(runtime, cand, model, inputs, settings.threads)
+        for _ in range(settings.warmup):
+            runner()
+    return profile_runner(runner, runtime, name=cand.name)
 
 
 def _params_by_part(model: nn.Module) -> dict:
@@ -473,9 +479,9 @@ def run_files(paths: Sequence[str], settings: Settings,
     image = torch.rand(settings.batch_size, 3, *settings.input_size)
     rows, runners, refs = [], {}, {}
     for path in paths:
-        readers = [rt for rt in runtimes if Path(path).suffix.lower() in RUNTIME_SUFFIXES[rt]]
+        readers = [rt for rt in runtimes if Path(path).suffix.lower() in RUNTIMES[rt].suffixes]
         for rt in readers or ([] if runtimes else [default_runtime(path)]):
-            model = ExportedModel(path, rt, settings.threads)
+            model = load_exported(path, rt, settings.threads)
             feeds = model.feeds((image, ))  # refuses an input the graph does not take
             name = f'{Path(path).name} ({rt})'
             runners[name] = partial(model.run, feeds)

@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 import torch
-from torch import nn
-
-from ..deploy.runtime import deploy_runners
 
 MEMORY_FORMATS = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}
 
@@ -171,62 +168,3 @@ def _peak_of(events) -> int:
         peak = max(peak, live + max(inside, e.cpu_memory_usage))
         live += e.cpu_memory_usage
     return peak
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Wall-clock times of one runner, in milliseconds."""
-    name: str
-    times_ms: tuple[float, ...]
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def p90_ms(self) -> float:
-        return percentile(self.times_ms, 90)
-
-
-def time_interleaved(runners: Mapping[str, Callable[[], object]], warmup: int = 5,
-                     runs: int = 30) -> list[Latency]:
-    """Time each runner ``runs`` times after ``warmup`` calls, interleaved
-    (:func:`interleaved_timings`)."""
-    for name, value in (('warmup', warmup), ('runs', runs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (name == 'runs'):
-            raise ValueError(f'{name} must be an int >= {int(name == "runs")}, got {value!r}')
-    times = interleaved_timings(runners, repeats=runs, warmup=warmup)
-    return [Latency(name, tuple(t * 1e3 for t in ts)) for name, ts in times.items()]
-
-
-def measure_deploy_latency(module: nn.Module, inputs: Sequence[torch.Tensor], *,
-                           warmup: int = 5, runs: int = 30, threads: Optional[int] = None,
-                           **runner_options) -> list[Latency]:
-    """Time the :func:`rfcr.deploy.runtime.deploy_runners` of ``module`` (unfolded and
-    folded, eager and exported) in one interleaved run, with ``threads`` intra-op threads
-    in both PyTorch (restored afterwards) and ONNX Runtime (``None``: each library's
-    default). ``runner_options`` go to ``deploy_runners``."""
-    runners = deploy_runners(module, inputs, threads=threads, **runner_options)
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return time_interleaved(runners, warmup, runs)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def format_latency_table(rows: Sequence[Latency], baseline: Optional[str] = None) -> str:
-    """A text table of the rows, with each row's speed-up (median) over ``baseline``
-    (the first row by default)."""
-    if not rows:
-        return ''
-    base = next((r for r in rows if r.name == baseline), None) if baseline else rows[0]
-    if base is None:
-        raise ValueError(f'baseline={baseline!r} is not one of {[r.name for r in rows]}')
-    width = max(28, *(len(r.name) for r in rows))
-    lines = [f'{"variant":<{width}}  median ms   p90 ms   speed-up']
-    for r in rows:
-        lines.append(f'{r.name:<{width}}  {r.median_ms:9.2f}  {r.p90_ms:7.2f}  '
-                     f'{base.median_ms / r.median_ms:8.2f}x')
-    return '\n'.join(lines)

@@ -18,22 +18,16 @@ Example:
 """
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..deploy.export import export_onnx, export_openvino
-from ..deploy.runtime import EXPORTED_RUNTIMES, compiled_runner
-from ..deploy.session import ExportedModel
-from .report import RUNTIME_NAMES
+from ..deploy.runtime import RUNTIMES, Runner, get_runtime
 
-__all__ = ['Profile', 'SHORT_NODE_US', 'format_profiles', 'profile_runtime']
+__all__ = ['Profile', 'SHORT_NODE_US', 'format_profiles', 'profile_runner', 'profile_runtime']
 
 SHORT_NODE_US = 20.0  # a node shorter than this is mostly dispatch, not arithmetic
 
@@ -84,72 +78,29 @@ def _summarize(name: str, runtime: str, records: Sequence[tuple[str, float]], ru
                    by_type=ordered)
 
 
-def _is_op(name: str) -> bool:
-    """A dispatched operator (``aten::conv2d``, ``mkldnn::_convolution_pointwise``, ...),
-    not a profiler range such as ``Torch-Compiled Region: 0/0``."""
-    return '::' in name and not name.startswith('#')
-
-
-def _torch_records(fn: Callable[[], object], runs: int) -> tuple[list, list]:
-    """Operators called from outside any other operator (aten, mkldnn, ...), over
-    ``runs`` calls of ``fn``."""
-    from torch.profiler import ProfilerActivity, profile
-    walls = []
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            walls.append(time.perf_counter() - t0)
-    records = [(e.name, e.cpu_time_total * 1e-6) for e in prof.events()
-               if _is_op(e.name)
-               and not (e.cpu_parent is not None and _is_op(e.cpu_parent.name))]
-    return records, walls
+def profile_runner(runner: Runner, runtime: str, runs: int = 20, name: str = '') -> Profile:
+    """Profile ``runner`` (a :class:`~rfcr.deploy.runtime.Runner` of ``runtime``, e.g. the
+    one that was timed) over ``runs`` runs, with the runtime's own profiler."""
+    if runs < 1:
+        raise ValueError(f'runs must be >= 1, got {runs!r}')
+    records, walls = runner.profile(runs)
+    return _summarize(name, runtime, records, runs, walls)
 
 
 def profile_runtime(runtime: str, module: nn.Module, inputs: Sequence[torch.Tensor],
                     threads: Optional[int] = None, runs: int = 20, name: str = '',
                     warmup: int = 3) -> Profile:
     """Profile ``module(*inputs)`` (a flat tuple of tensors out, e.g. an
-    :class:`~rfcr.deploy.export.OnnxWrapper`) on ``runtime``: ``'eager'`` or one of
-    :data:`~rfcr.deploy.runtime.EXPORTED_RUNTIMES`, with ``threads`` threads."""
-    if runtime not in ('eager', ) + EXPORTED_RUNTIMES:
-        raise ValueError(f"runtime must be 'eager' or one of {EXPORTED_RUNTIMES}, got "
-                         f'{runtime!r}')
+    :class:`~rfcr.deploy.export.OnnxWrapper`) on ``runtime``, one of
+    :data:`~rfcr.deploy.runtime.RUNTIMES`, with ``threads`` threads: its runner
+    (:meth:`~rfcr.deploy.runtime.Runtime.runner`), called ``warmup`` times, then
+    :func:`profile_runner`."""
     if runs < 1:
         raise ValueError(f'runs must be >= 1, got {runs!r}')
-    module = module.eval()
-    inputs = tuple(inputs)
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        if runtime in ('eager', 'compile'):
-            if runtime == 'compile':
-                fn = compiled_runner(module, inputs, threads)
-            else:
-                def fn():
-                    with torch.inference_mode():
-                        return module(*inputs)
-            for _ in range(warmup):
-                fn()
-            records, walls = _torch_records(fn, runs)
-            return _summarize(name, runtime, records, runs, walls)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, 'model.onnx' if runtime == 'onnxruntime' else 'model.xml')
-            (export_onnx if runtime == 'onnxruntime' else export_openvino)(module, inputs, path)
-            model = ExportedModel(path, runtime, threads, profile=True)
-            feeds = model.feeds(inputs)
-            walls = []
-            for _ in range(runs):  # wall times, with the profiler on as in node_times
-                t0 = time.perf_counter()
-                model.run(feeds)
-                walls.append(time.perf_counter() - t0)
-            records = model.node_times(feeds, runs)
-            # ONNX Runtime's profile holds every run since loading: both loops.
-            total_runs = 2 * runs if runtime == 'onnxruntime' else runs
-            return _summarize(name, runtime, records, total_runs, walls)
-    finally:
-        torch.set_num_threads(previous)
+    runner = get_runtime(runtime).runner(module, inputs, threads)
+    for _ in range(warmup):
+        runner()
+    return profile_runner(runner, runtime, runs, name)
 
 
 def format_profiles(profiles: Sequence[Profile], top: int = 6) -> str:
@@ -159,7 +110,7 @@ def format_profiles(profiles: Sequence[Profile], top: int = 6) -> str:
              '|---|---|---:|---:|---:|---:|---:|---|']
     for p in profiles:
         ops = ', '.join(f'{op} {ms:.2f} ({n})' for op, (ms, n) in list(p.by_type.items())[:top])
-        lines.append(f'| {p.name} | {RUNTIME_NAMES.get(p.runtime, p.runtime)} | '
-                     f'{p.wall_ms:.2f} | {p.nodes} | {p.median_node_us:.1f} | '
-                     f'{p.short_node_ms:.2f} | {p.unaccounted_ms:.2f} | {ops} |')
+        lines.append(f'| {p.name} | {RUNTIMES[p.runtime].label} | {p.wall_ms:.2f} | '
+                     f'{p.nodes} | {p.median_node_us:.1f} | {p.short_node_ms:.2f} | '
+                     f'{p.unaccounted_ms:.2f} | {ops} |')
     return '\n'.join(lines)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from ..deploy.runtime import EXPORTED_RUNTIMES
+from ..deploy.runtime import EXPORTED_RUNTIMES, RUNTIMES
 from ..utils.cpu import cpu_name, isa_summary
 
 MACS_NOTE = ('MACs: multiply-accumulates of everything that runs (conv/matmul: one per '
@@ -23,15 +23,11 @@ RATIO_NOTE = ('x ref: median over rounds of (this row / its reference row), both
               'the same interleaved rounds on the same runtime (eager: each in its faster '
               'memory format); in brackets the 10th-90th percentile of the per-round ratio, '
               'i.e. how noisy the machine was. Below 1: faster than the reference.')
-RUNTIME_NAMES = {'eager': 'PyTorch eager', 'onnxruntime': 'ONNX Runtime',
-                 'openvino': 'OpenVINO', 'compile': 'torch.compile'}
-# How each runtime gets the model (the first table of its group holds the model as built).
-RUNTIME_HOW = {'onnxruntime': 'exported to ONNX (opset 17, static shapes), ONNX Runtime CPU '
-                              'session, all graph optimizations',
-               'openvino': 'the same ONNX graph read by OpenVINO, CPU plugin, FP32, latency '
-                           'hint, one stream',
-               'compile': 'torch.compile (inductor, CPU, static shapes, weights frozen, one '
-                          'graph)'}
+# The runtime table's labels, and how each runtime gets the model (the first table of its
+# group holds the model as built).
+RUNTIME_NAMES = {name: rt.label for name, rt in RUNTIMES.items()}
+RUNTIME_HOW = {name: rt.how for name, rt in RUNTIMES.items()}
+
 
 @dataclass
 class BenchRow:

@@ -1,8 +1,8 @@
-"""Inference speed, explicitly: folding (:func:`switch_to_deploy`), the fused eager layers,
-ONNX and OpenVINO export checked against PyTorch (:mod:`rfcr.deploy.export`), exported
-files run (:mod:`rfcr.deploy.session`), runtime runners for ONNX Runtime, OpenVINO and
-torch.compile (:mod:`rfcr.deploy.runtime`). Nothing here changes what ``rfcr.models``
-computes.
+"""Inference speed, explicitly: folding (:func:`switch_to_deploy`) into plain modules,
+ONNX and OpenVINO export (:mod:`rfcr.deploy.export`), exported files loaded
+(:mod:`rfcr.deploy.session`), and the one table of runtimes, PyTorch eager, ONNX Runtime,
+OpenVINO and torch.compile, with their runners and checks against PyTorch
+(:mod:`rfcr.deploy.runtime`). Nothing here changes what ``rfcr.models`` computes.
 
 Only the folding and the hook are imported here; the export, session and runtime modules
 need the ``deploy`` extra (``onnx``, ``onnxruntime``, ``openvino``) when they run.

@@ -1,5 +1,6 @@
-"""ONNX and OpenVINO export of a detector's raw head outputs (or of its neck alone),
-checked against PyTorch with ONNX Runtime or OpenVINO.
+"""ONNX and OpenVINO export of a detector's raw head outputs (or of its neck alone); the
+runtimes that run the files, and check them against PyTorch, are
+:mod:`rfcr.deploy.runtime`'s.
 
 The graph is traced with torch's TorchScript-based exporter (``dynamo=False``): the
 exact-size resizes (:func:`rfcr.models.layers.max_pool_to`, ``upsample_to``) choose
@@ -10,7 +11,8 @@ therefore traced at an input whose every pyramid level has an odd size
 (:func:`odd_pyramid_size`): there, each shape-dependent choice takes its ceil path,
 which is exact for every input size of a pyramid whose stride-2 stages output
 ``ceil(n / 2)`` (padded 3x3 stride-2 convs: MobileNetV2, ResNet, ...).
-:func:`verify_exported` checks the graph at other sizes, odd ones included.
+:func:`~rfcr.deploy.runtime.verify_exported` checks the graph at other sizes, odd ones
+included.
 """
 from __future__ import annotations
 
@@ -20,21 +22,18 @@ import shutil
 import tempfile
 import warnings
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
 from torch import Tensor, nn
 
-from .fused import plain_conv
-from .session import load_exported
+from .conv import plain_conv
 
-__all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'VerifyResult', 'detector_wrapper', 'export_onnx',
-           'export_openvino', 'flatten_outputs', 'neck_wrapper', 'odd_pyramid_size',
-           'onnx_op_counts', 'openvino_op_counts', 'save_ir', 'tf_same_traceable',
-           'verify_exported']
+__all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'detector_wrapper', 'export_onnx', 'export_openvino',
+           'flatten_outputs', 'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
+           'openvino_op_counts', 'save_ir', 'tf_same_traceable']
 
 DEFAULT_OPSET = 17
 
@@ -119,7 +118,7 @@ def _dynamic_axes(names: Sequence[str], tensors: Sequence[Tensor]) -> dict[str, 
 
 def tf_same_traceable(module: nn.Module) -> nn.Module:
     """``module``, or a copy of it in which every mmcv ``Conv2dAdaptivePadding`` (TensorFlow
-    "SAME") is the same padding and conv as :class:`~rfcr.deploy.fused.TFSamePad` and a
+    "SAME") is the same padding and conv as :class:`~rfcr.deploy.conv.TFSamePad` and a
     plain conv: the same function, whose pads a dynamic ONNX graph computes per input size
     (mmcv's forward computes them in Python, which tracing freezes at the traced size)."""
     if not any(type(m) is Conv2dAdaptivePadding for m in module.modules()):
@@ -227,45 +226,6 @@ def save_ir(source: str | os.PathLike, path: str | os.PathLike) -> None:
     source, path = Path(source), Path(path)
     shutil.move(source.with_suffix('.bin'), path.with_suffix('.bin'))
     shutil.move(source, path)
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """An exported model's runtime against PyTorch on one set of inputs."""
-    input_shapes: tuple[tuple[int, ...], ...]
-    output_shapes: tuple[tuple[int, ...], ...]
-    max_abs_diff: float  # over all outputs; inf when a shape differs
-    max_abs_ref: float  # the largest PyTorch output magnitude, for scale
-
-
-def verify_exported(path: str | os.PathLike,
-                    module: nn.Module,
-                    input_sets: Iterable[Sequence[Tensor]],
-                    runtime: Optional[str] = None,
-                    threads: Optional[int] = None) -> list[VerifyResult]:
-    """Run the model file at ``path`` (``.onnx``, or OpenVINO ``.xml``) with ``runtime``
-    (by default ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``;
-    :func:`~rfcr.deploy.session.load_exported`) and ``module`` (same calling convention as
-    for :func:`export_onnx`) in eval mode on each set of inputs; report the largest
-    absolute difference per set. Deciding what is too large is the caller's."""
-    exported = load_exported(path, runtime, threads)
-    module.eval()
-    results = []
-    for inputs in input_sets:
-        inputs = tuple(inputs)
-        if len(inputs) != len(exported.input_names):
-            raise ValueError(f'the graph takes {len(exported.input_names)} inputs, got '
-                             f'{len(inputs)}')
-        with torch.no_grad():
-            refs = [r.float().numpy() for r in module(*inputs)]
-        outs = exported(*inputs)
-        diff = float('inf')
-        if len(outs) == len(refs) and all(o.shape == r.shape for o, r in zip(outs, refs)):
-            diff = max((float(abs(o - r).max()) for o, r in zip(outs, refs)), default=0.0)
-        results.append(VerifyResult(
-            tuple(tuple(x.shape) for x in inputs), tuple(tuple(o.shape) for o in outs), diff,
-            max(float(abs(r).max()) for r in refs)))
-    return results
 
 
 def onnx_op_counts(path: str | os.PathLike) -> Counter:

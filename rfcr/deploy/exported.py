@@ -20,7 +20,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 
 from ..utils.config import without_pretrained
-from .session import load_exported
+from .runtime import load_exported
 
 __all__ = ['ExportedDetector']
 
@@ -51,8 +51,9 @@ class ExportedDetector(BaseModel):
             outputs.
         path: The exported file (``rfcr-export``, ``rfcr-quantize``): input the
             preprocessed batch, outputs the head's raw maps flattened.
-        runtime: ``'onnxruntime'`` or ``'openvino'``; by default ONNX Runtime for
-            ``.onnx``, OpenVINO for ``.xml``.
+        runtime: One of :data:`~rfcr.deploy.runtime.FILE_RUNTIMES` (``'onnxruntime'``,
+            ``'openvino'``); by default the one that writes such files (ONNX Runtime for
+            ``.onnx``, OpenVINO for ``.xml``).
         threads: The runtime's intra-op threads (its default when ``None``).
 
     Example:

@@ -6,6 +6,9 @@ width). Calibration images come from the config's dataset (by default its valida
 split) through the config's pipeline and the model's ``data_preprocessor``: exactly the
 tensors the graph receives at test time. Then:
 
+each runtime of :data:`~rfcr.deploy.runtime.QUANTIZE_RUNTIMES` quantizes that graph its
+own way (its ``quantize`` in the runtime table):
+
 - ONNX Runtime: static quantization in QDQ format (``onnxruntime.quantization``): INT8
   weights per output channel, UINT8 activations, MinMax ranges;
 - OpenVINO: NNCF's post-training quantization (``nncf.quantize``, performance preset:
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -28,15 +30,11 @@ from torch import Tensor, nn
 
 from mmdet.registry import DATASETS
 
-from .export import (detector_wrapper, export_onnx, odd_pyramid_size, onnx_op_counts,
-                     openvino_op_counts, save_ir)
+from .export import detector_wrapper, export_onnx, odd_pyramid_size
 from .fold import switch_to_deploy
+from .runtime import QUANTIZE_RUNTIMES, get_runtime
 
-__all__ = ['QUANTIZE_RUNTIMES', 'calibration_batches', 'quantize_detector',
-           'quantize_onnx', 'quantize_openvino']
-
-# Runtime -> the file it writes.
-QUANTIZE_RUNTIMES = {'onnxruntime': '.onnx', 'openvino': '.xml'}
+__all__ = ['calibration_batches', 'quantize_detector']
 
 
 def calibration_batches(cfg, data_preprocessor: nn.Module, num: int,
@@ -72,59 +70,21 @@ def calibration_batches(cfg, data_preprocessor: nn.Module, num: int,
                 for i in range(num)]
 
 
-def quantize_onnx(fp32: str | os.PathLike, out: str | os.PathLike,
-                  batches: Sequence[Tensor]) -> None:
-    """Static INT8 quantization (QDQ) of the ONNX graph ``fp32`` to ``out``, calibrated on
-    ``batches`` (inputs of the graph's single input)."""
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
-                                          QuantFormat, QuantType, quantize_static)
-
-    # No quant_pre_process: on the folded graph it changed neither accuracy nor speed, and
-    # its symbolic shape inference fails on the dynamic height and width.
-    name = onnx.load(os.fspath(fp32), load_external_data=False).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._feeds = iter([{name: b.numpy()} for b in batches])
-
-        def get_next(self):
-            return next(self._feeds, None)
-
-    quantize_static(os.fspath(fp32), os.fspath(out), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-
-
-def quantize_openvino(fp32: str | os.PathLike, out: str | os.PathLike,
-                      batches: Sequence[Tensor]) -> None:
-    """NNCF post-training INT8 quantization of the ONNX graph ``fp32``, read by OpenVINO,
-    to the IR ``out`` (``.xml`` and ``.bin``), calibrated on ``batches``."""
-    import nncf
-    import openvino as ov
-
-    model = ov.convert_model(os.fspath(fp32))
-    dataset = nncf.Dataset(list(batches), lambda b: b.numpy())
-    quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE,
-                              subset_size=len(batches))
-    ov.save_model(quantized, os.fspath(out), compress_to_fp16=False)
-
-
 def quantize_detector(detector: nn.Module, batches: Sequence[Tensor],
                       out: str | os.PathLike, runtime: str = 'onnxruntime') -> dict:
     """Fold ``detector`` (a copy), export its raw head outputs with dynamic batch, height
     and width, quantize to INT8 for ``runtime`` calibrated on ``batches``
-    (:func:`calibration_batches`), and write the result to ``out`` (``.onnx`` for ONNX
-    Runtime, ``.xml`` + ``.bin`` for OpenVINO) once everything has succeeded.
+    (:func:`calibration_batches`), and write the result to ``out`` (the file ``runtime``
+    writes: ``.onnx`` for ONNX Runtime, ``.xml`` + ``.bin`` for OpenVINO) once everything
+    has succeeded.
 
     Returns:
         ``path``, ``runtime`` and ``op_counts`` of the quantized model.
     """
-    if runtime not in QUANTIZE_RUNTIMES:
-        raise ValueError(f'runtime must be one of {tuple(QUANTIZE_RUNTIMES)}, got {runtime!r}')
+    rt = get_runtime(runtime, QUANTIZE_RUNTIMES)
     out = Path(out)
-    if out.suffix != QUANTIZE_RUNTIMES[runtime]:
-        raise ValueError(f'runtime {runtime!r} writes a {QUANTIZE_RUNTIMES[runtime]} file, got '
+    if out.suffix != rt.suffixes[0]:
+        raise ValueError(f'runtime {runtime!r} writes a {rt.suffixes[0]} file, got '
                          f'{os.fspath(out)!r}')
     if not batches:
         raise ValueError('no calibration batches')
@@ -136,13 +96,8 @@ def quantize_detector(detector: nn.Module, batches: Sequence[Tensor],
         fp32 = os.path.join(tmp, 'fp32.onnx')
         export_onnx(wrapper, (example, ), fp32, input_names=['input'], dynamic=True)
         staged = os.path.join(tmp, 'int8' + out.suffix)
-        if runtime == 'onnxruntime':
-            quantize_onnx(fp32, staged, batches)
-            op_counts = onnx_op_counts(staged)
-            shutil.move(staged, out)
-        else:
-            quantize_openvino(fp32, staged, batches)
-            op_counts = openvino_op_counts(staged)
-            save_ir(staged, out)
+        rt.quantize(fp32, staged, batches)
+        op_counts = rt.op_counts(staged)
+        rt.save(staged, out)
     return dict(path=os.fspath(out), runtime=runtime, op_counts=op_counts)
 

@@ -1,20 +1,12 @@
-"""Exported model files, run: an ONNX graph by ONNX Runtime or OpenVINO, an OpenVINO IR
-(``.xml`` + ``.bin``) by OpenVINO; one calling convention for all of them.
+"""Exported model files, loaded: an ONNX graph by ONNX Runtime (:class:`OrtModel`), an ONNX
+graph or an OpenVINO IR (``.xml`` + ``.bin``) by OpenVINO (:class:`OpenVinoModel`); one
+calling convention for all of them (:class:`ExportedModel`). Which runtime reads which file
+is the runtime table's (:data:`rfcr.deploy.runtime.RUNTIMES`, whose ``load_exported`` checks
+the file and picks the class).
 
 Both runtimes run on CPU in FP32 (OpenVINO's ``INFERENCE_PRECISION_HINT`` is pinned to
 ``f32``: on CPUs with bf16 or AMX it would otherwise compute in bf16), or in INT8 where
 the graph holds quantize / dequantize nodes (``rfcr-quantize``).
-
-Example:
-    >>> import os, tempfile, torch
-    >>> from rfcr.deploy.export import OnnxWrapper, export_onnx
-    >>> from rfcr.deploy.session import load_exported
-    >>> conv = OnnxWrapper(torch.nn.Conv2d(3, 4, 1))
-    >>> path = os.path.join(tempfile.mkdtemp(), 'conv.onnx')
-    >>> _ = export_onnx(conv, (torch.rand(1, 3, 8, 8), ), path)
-    >>> model = load_exported(path, threads=1)
-    >>> model.runtime, model.input_names, [o.shape for o in model(torch.rand(1, 3, 8, 8))]
-    ('onnxruntime', ['input0'], [(1, 4, 8, 8)])
 """
 from __future__ import annotations
 
@@ -22,19 +14,15 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
+import time
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ['FILE_RUNTIMES', 'ExportedModel', 'default_runtime', 'load_exported',
-           'openvino_model', 'ort_session']
+__all__ = ['ExportedModel', 'OpenVinoModel', 'OrtModel', 'openvino_model', 'ort_session']
 
-# Runtimes that run a model file, and the files each reads.
-FILE_RUNTIMES = ('onnxruntime', 'openvino')
-RUNTIME_SUFFIXES = {'onnxruntime': ('.onnx', ), 'openvino': ('.onnx', '.xml')}
-DEFAULT_RUNTIMES = {'.onnx': 'onnxruntime', '.xml': 'openvino'}
+NodeTimes = list[tuple[str, float]]  # (op type, seconds) per node execution
 
 
 def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
@@ -77,16 +65,6 @@ def openvino_model(path: str | os.PathLike, threads: Optional[int] = None,
     return ov.Core().compile_model(os.fspath(path), 'CPU', config)
 
 
-def default_runtime(path: str | os.PathLike) -> str:
-    """The runtime a model file runs on unless told: ONNX Runtime for ``.onnx``, OpenVINO
-    for ``.xml``."""
-    runtime = DEFAULT_RUNTIMES.get(Path(path).suffix.lower())
-    if runtime is not None:
-        return runtime
-    raise ValueError(f'model file {os.fspath(path)!r}: expected a .onnx (ONNX) or .xml '
-                     '(OpenVINO IR) file')
-
-
 def _dims(shape) -> tuple[Optional[int], ...]:
     """A graph input's shape, ``None`` for each dynamic dimension."""
     return tuple(d if isinstance(d, int) and d >= 0 else None for d in shape)
@@ -96,44 +74,25 @@ class ExportedModel:
     """A model file loaded by a runtime: ``model(*inputs)`` takes tensors or arrays (in
     the graph's input order) and returns the outputs as numpy arrays.
 
+    A runtime's class sets ``input_names``, ``output_names`` and ``input_shapes`` and
+    implements :meth:`run` and :meth:`_node_times`.
+
     Attributes:
-        path, runtime: What runs.
+        path, runtime: What runs (``runtime``: its name in the runtime table).
+        threads: The runtime's intra-op threads (``None``: its default).
         input_names, output_names: The graph's.
         input_shapes: One tuple per input, ``None`` for a dynamic dimension.
     """
+    runtime: str = ''
+    input_names: list[str]
+    output_names: list[str]
+    input_shapes: list[tuple[Optional[int], ...]]
 
-    def __init__(self, path: str | os.PathLike, runtime: Optional[str] = None,
-                 threads: Optional[int] = None, profile: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None,
+                 profile: bool = False) -> None:
         self.path = os.fspath(path)
-        self.runtime = runtime or default_runtime(path)
-        if self.runtime not in FILE_RUNTIMES:
-            raise ValueError(f'runtime must be one of {FILE_RUNTIMES}, got {self.runtime!r}')
-        suffix = Path(path).suffix.lower()
-        if suffix not in RUNTIME_SUFFIXES[self.runtime]:
-            raise ValueError(f'runtime {self.runtime!r} runs '
-                             f'{"/".join(RUNTIME_SUFFIXES[self.runtime])} files, got '
-                             f'{self.path!r}')
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f'model file {self.path!r}: no such file')
-        self._profile = profile
-        self._profile_dir = None
-        if self.runtime == 'onnxruntime':
-            if profile:  # ORT writes its profile to a file
-                self._profile_dir = tempfile.mkdtemp(prefix='rfcr-profile-')
-            prefix = self._profile_dir and os.path.join(self._profile_dir, 'ort')
-            self._session = ort_session(self.path, threads, profile_prefix=prefix)
-            inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-            self.input_names = [i.name for i in inputs]
-            self.output_names = [o.name for o in outputs]
-            self.input_shapes = [_dims(i.shape) for i in inputs]
-        else:
-            self._compiled = openvino_model(self.path, threads, profile)
-            self._request = self._compiled.create_infer_request()
-            self.input_names = [i.get_any_name() for i in self._compiled.inputs]
-            self.output_names = [o.get_any_name() for o in self._compiled.outputs]
-            self.input_shapes = [_dims(d.get_length() if d.is_static else -1
-                                       for d in i.get_partial_shape())
-                                 for i in self._compiled.inputs]
+        self.threads = threads
+        self.profiled = profile
 
     def feeds(self, inputs: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
         """``inputs`` as the contiguous float arrays the runtime reads, checked against
@@ -154,43 +113,91 @@ class ExportedModel:
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The outputs for arrays already checked by :meth:`feeds` (the timed call)."""
-        if self.runtime == 'onnxruntime':
-            return self._session.run(None, dict(zip(self.input_names, arrays)))
-        result = self._request.infer(list(arrays))
-        return [result[o] for o in self._compiled.outputs]
+        raise NotImplementedError
 
-    def node_times(self, arrays: Sequence[np.ndarray], runs: int
-                   ) -> list[tuple[str, float]]:
-        """Run ``runs`` times (a model loaded with ``profile=True``) and return every node
-        execution as ``(op type, seconds)``: ONNX Runtime's kernel times (once per
-        model: its profile ends here), OpenVINO's executed nodes after its fusions
-        (layout reorders included)."""
-        if not self._profile:
+    def profile(self, arrays: Sequence[np.ndarray], runs: int) -> tuple[NodeTimes, list[float]]:
+        """Run ``runs`` times (a model loaded with ``profile=True``, not run before) and
+        return every node execution as ``(op type, seconds)`` and each run's wall seconds,
+        profiler on."""
+        if not self.profiled:
             raise RuntimeError(f'{self!r} was not loaded with profile=True')
-        records = []
+        records, walls = [], []
         for _ in range(runs):
+            t0 = time.perf_counter()
             self.run(arrays)
-            if self.runtime == 'openvino':
-                records += [(p.node_type, p.real_time.total_seconds())
-                            for p in self._request.profiling_info
-                            if p.status == p.Status.EXECUTED]
-        if self.runtime == 'onnxruntime':
-            with open(self._session.end_profiling()) as f:
-                events = json.load(f)
-            records = [(e['args']['op_name'], e['dur'] * 1e-6) for e in events
-                       if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
-            shutil.rmtree(self._profile_dir, ignore_errors=True)
-        return records
+            walls.append(time.perf_counter() - t0)
+            records += self._run_node_times()
+        return records + self._end_node_times(), walls
+
+    def node_times(self, arrays: Sequence[np.ndarray], runs: int) -> NodeTimes:
+        """:meth:`profile`'s node executions alone."""
+        return self.profile(arrays, runs)[0]
+
+    def _run_node_times(self) -> NodeTimes:
+        """The nodes of the run just done, for a runtime that reports them per run."""
+        return []
+
+    def _end_node_times(self) -> NodeTimes:
+        """Every node run since loading, for a runtime that reports them at the end."""
+        return []
 
     def __call__(self, *inputs: torch.Tensor | np.ndarray) -> list[np.ndarray]:
         return self.run(self.feeds(inputs))
 
     def __repr__(self) -> str:
-        return f'ExportedModel({self.path!r}, runtime={self.runtime!r})'
+        return f'{type(self).__name__}({self.path!r}, runtime={self.runtime!r})'
 
 
-def load_exported(path: str | os.PathLike, runtime: Optional[str] = None,
-                  threads: Optional[int] = None) -> ExportedModel:
-    """``path`` (``.onnx`` or OpenVINO ``.xml``) loaded by ``runtime`` (by default ONNX
-    Runtime for ``.onnx``, OpenVINO for ``.xml``) on ``threads`` threads."""
-    return ExportedModel(path, runtime, threads)
+class OrtModel(ExportedModel):
+    """An ONNX graph in an ONNX Runtime CPU session (:func:`ort_session`); with
+    ``profile``, ORT's profiler records every node of every run (ended by
+    :meth:`~ExportedModel.profile`)."""
+    runtime = 'onnxruntime'
+
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None,
+                 profile: bool = False) -> None:
+        super().__init__(path, threads, profile)
+        # ORT writes its profile to a file.
+        self._profile_dir = tempfile.mkdtemp(prefix='rfcr-profile-') if profile else None
+        prefix = self._profile_dir and os.path.join(self._profile_dir, 'ort')
+        self._session = ort_session(self.path, threads, profile_prefix=prefix)
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        self.input_names = [i.name for i in inputs]
+        self.output_names = [o.name for o in outputs]
+        self.input_shapes = [_dims(i.shape) for i in inputs]
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self._session.run(None, dict(zip(self.input_names, arrays)))
+
+    def _end_node_times(self) -> NodeTimes:
+        with open(self._session.end_profiling()) as f:
+            events = json.load(f)
+        shutil.rmtree(self._profile_dir, ignore_errors=True)
+        return [(e['args']['op_name'], e['dur'] * 1e-6) for e in events
+                if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
+
+
+class OpenVinoModel(ExportedModel):
+    """An OpenVINO IR or ONNX graph compiled for the CPU plugin (:func:`openvino_model`);
+    with ``profile``, each run's executed nodes after OpenVINO's fusions (layout reorders
+    included)."""
+    runtime = 'openvino'
+
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None,
+                 profile: bool = False) -> None:
+        super().__init__(path, threads, profile)
+        self._compiled = openvino_model(self.path, threads, profile)
+        self._request = self._compiled.create_infer_request()
+        self.input_names = [i.get_any_name() for i in self._compiled.inputs]
+        self.output_names = [o.get_any_name() for o in self._compiled.outputs]
+        self.input_shapes = [_dims(d.get_length() if d.is_static else -1
+                                   for d in i.get_partial_shape())
+                             for i in self._compiled.inputs]
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        result = self._request.infer(list(arrays))
+        return [result[o] for o in self._compiled.outputs]
+
+    def _run_node_times(self) -> NodeTimes:
+        return [(p.node_type, p.real_time.total_seconds())
+                for p in self._request.profiling_info if p.status == p.Status.EXECUTED]

@@ -47,7 +47,7 @@ from mmengine.config import DictAction
 from rfcr.analysis.benchmark import (FORMAT_CHOICES, BenchRow, Candidate, Group, Settings,
                                      Suite, finite_ratios, image, num_steps, run_group)
 from rfcr.analysis.latency import default_threads
-from rfcr.deploy.runtime import EXPORTED_RUNTIMES
+from rfcr.deploy.runtime import EXPORTED_RUNTIMES, RUNTIMES
 from rfcr.tools.summary import parse_size, positive_int
 from rfcr.utils.config import build_model
 
@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='auto: time both, report the faster (default)')
     parser.add_argument('--runtime', nargs='+', choices=EXPORTED_RUNTIMES + ('installed', ),
                         default=[],
-                        help='also run every model on these runtimes (CPU): ONNX Runtime, '
-                        'OpenVINO, torch.compile; "installed": all of them this environment '
+                        help='also run every model on these runtimes (CPU): '
+                        + ', '.join(RUNTIMES[rt].label for rt in EXPORTED_RUNTIMES)
+                        + '; "installed": all of them this environment '
                         'has. They run in the same rounds as PyTorch eager, and each model is '
                         'compared with its reference on the same runtime (default: eager '
                         'only). With --models: the runtimes to run the files on')
@@ -278,10 +279,9 @@ def runtimes_asked(names: Sequence[str]) -> tuple[str, ...]:
     for name in names:
         for rt in available if name == 'installed' else [name]:
             if rt not in available:
-                need = {'compile': 'a C++ compiler (g++) for inductor'}.get(
-                    rt, f"the {rt} and onnx packages (pip install 'rfcr[deploy]')")
-                raise SystemExit(f'rfcr-bench: --runtime {rt} needs {need}; this '
-                                 f'environment runs {list(available) or "none"}')
+                raise SystemExit(f'rfcr-bench: --runtime {rt} needs '
+                                 f'{RUNTIMES[rt].install}; this environment runs '
+                                 f'{list(available) or "none"}')
             if rt not in runtimes:
                 runtimes.append(rt)
     return tuple(runtimes)

@@ -4,11 +4,13 @@ that runs it (ONNX Runtime, OpenVINO).
 
     rfcr-export CONFIG OUT.onnx|OUT.xml [--format onnx|openvino] [--checkpoint CKPT]
                 [--shape H W] [--batch N] [--dynamic] [--deploy] [--verify] [--neck [I]]
-                [--opset 17]
+                [--opset 17] [--end2end]
 
 The graph's input is the preprocessed image batch (after mmdet's ``DetDataPreprocessor``:
 BGR -> RGB, normalized, padded), its outputs the head's raw maps (no decoding, no NMS).
-With ``--neck``, the inputs are the feature maps the neck receives.
+With ``--neck``, the inputs are the feature maps the neck receives. With ``--end2end``, the
+whole detector (:mod:`rfcr.deploy.end2end`): uint8 images in, preprocessing, decoding and
+NMS inside, ``num_dets, boxes, scores, labels`` out, the metadata ``rfcr-predict`` reads.
 """
 from __future__ import annotations
 
@@ -51,6 +53,10 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="export the config's neck alone, or module I of a list neck "
                         '(0: RFCR in the YOLO-ReT configs); its inputs are the feature maps '
                         'it receives')
+    parser.add_argument('--end2end', action='store_true',
+                        help='the whole detector (onnx only): uint8 images in, the data '
+                        'preprocessing, decoding, thresholds and NMS in the graph, outputs '
+                        'num_dets, boxes, scores, labels; the metadata rfcr-predict reads')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 17)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
@@ -63,6 +69,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f'--opset must be >= 17, got {args.opset}')
     if args.neck not in (None, 'all') and not args.neck.isdigit():
         parser.error(f'--neck takes no value or a module index, got {args.neck!r}')
+    if args.end2end and (args.format != 'onnx' or args.neck):
+        parser.error(f'--end2end exports the whole detector to onnx, got --format '
+                     f'{args.format}' + (f' and --neck {args.neck}' if args.neck else ''))
     suffix = FORMATS[args.format][0]
     if not args.out.endswith(suffix):
         parser.error(f'--format {args.format} writes a {suffix} file, got {args.out!r}')
@@ -122,6 +131,48 @@ class _Part:
                 else 'neck' if self.neck == 'all' else f'neck module {self.neck}')
 
 
+def _end2end(args: argparse.Namespace, model: nn.Module) -> dict:
+    """``--end2end``: the whole detector to ONNX (:mod:`rfcr.deploy.end2end`); ``--verify``
+    compares ONNX Runtime with PyTorch's ``End2End`` of the model as loaded."""
+    from rfcr.deploy import switch_to_deploy
+    from rfcr.deploy.end2end import (OUTPUT_NAMES, End2End, end2end_metadata, export_end2end,
+                                     verify_end2end)
+    from rfcr.utils.config import load_config
+
+    module = End2End(switch_to_deploy(copy.deepcopy(model)) if args.deploy else model)
+    metadata = end2end_metadata(load_config(args.config, args.cfg_options), module, args.shape)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    export_end2end(module, args.out, args.shape, args.batch, args.dynamic, metadata, args.opset)
+    print(f'rfcr-export: wrote {args.out} (ONNX, opset {args.opset}, end to end, '
+          f'{"dynamic" if args.dynamic else "static"} shapes, '
+          f'{"deploy-folded" if args.deploy else "unfolded"})')
+    print(f'  input:   images {args.batch}x3x{args.shape[0]}x{args.shape[1]} uint8 '
+          f'{metadata["channel_order"].upper()}, letterbox {metadata["letterbox"]}')
+    print(f'  outputs: {", ".join(OUTPUT_NAMES)} (max_per_img {metadata["max_per_img"]})')
+    summary = dict(path=args.out, inputs=['images'], outputs=list(OUTPUT_NAMES),
+                   metadata=metadata)
+    if not args.verify:
+        return summary
+    batches = [torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8)
+               for n, h, w in verify_shapes(args.batch, *args.shape, args.dynamic)]
+    checks = verify_end2end(args.out, End2End(model), batches)
+    print('  verify (ONNX Runtime vs PyTorch, random images):')
+    failed = False
+    for c in checks:
+        ok = c.same_num_dets and c.same_labels and c.max_box_diff <= TOLERANCE * c.max_box
+        failed |= not ok
+        same = {True: 'same', False: 'DIFFERENT'}
+        print(f'    {"x".join(map(str, c.shape))}: num_dets {same[c.same_num_dets]}, labels '
+              f'{same[c.same_labels]}, max box difference {c.max_box_diff:.2e} (boxes up to '
+              f'{c.max_box:.3g})')
+    summary['verify'] = checks
+    if failed:
+        raise SystemExit(f'rfcr-export: end-to-end verification failed (expected the same '
+                         f'num_dets and labels, boxes within {TOLERANCE:g} x max |box|)')
+    print('  verify: OK')
+    return summary
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Run ``rfcr-export`` and return what it did: ``path``, ``inputs`` and ``outputs``
     (names), ``op_counts`` and, with ``--verify``, ``verify``: the
@@ -140,6 +191,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     if args.checkpoint is None:
         print('rfcr-export: no --checkpoint, exporting random weights (their outputs carry '
               'little signal: verify a trained checkpoint)')
+    if args.end2end:
+        return _end2end(args, model)
     part = _Part(model, args.neck, args.config)
     original = exported = part.module(model)
     if args.deploy:

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 from mmengine.config import DictAction
 
-from rfcr.deploy.quantize import QUANTIZE_RUNTIMES
+from rfcr.deploy.runtime import QUANTIZE_RUNTIMES, RUNTIMES
 from rfcr.tools.summary import positive_int
 
 SPLITS = ('val', 'test', 'train')
@@ -38,9 +38,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint', help='trained weights (mmengine checkpoint or state dict)')
-    parser.add_argument('out', help='the quantized model: .onnx (onnxruntime) or .xml '
-                        '(openvino; weights in .bin beside it)')
-    parser.add_argument('--runtime', choices=tuple(QUANTIZE_RUNTIMES), default='onnxruntime',
+    parser.add_argument('out', help='the quantized model: ' + ' or '.join(
+        f'{RUNTIMES[rt].suffixes[0]} ({rt})' for rt in QUANTIZE_RUNTIMES))
+    parser.add_argument('--runtime', choices=QUANTIZE_RUNTIMES, default='onnxruntime',
                         help='the runtime to quantize for (default: onnxruntime)')
     parser.add_argument('--calib', type=positive_int, default=100, metavar='N',
                         help='calibration images, the first N of the split (default: 100)')
@@ -49,7 +49,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
     args = parser.parse_args(argv)
-    suffix = QUANTIZE_RUNTIMES[args.runtime]
+    suffix = RUNTIMES[args.runtime].suffixes[0]
     if not args.out.endswith(suffix):
         parser.error(f'--runtime {args.runtime} writes a {suffix} file, got OUT={args.out!r}')
     folder = os.path.dirname(os.path.abspath(args.out))

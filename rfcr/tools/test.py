@@ -13,11 +13,11 @@ import argparse
 import os
 from typing import Sequence
 
-from rfcr.deploy.session import DEFAULT_RUNTIMES, FILE_RUNTIMES
+from rfcr.deploy.runtime import FILE_RUNTIMES, FILE_SUFFIXES
 
 from .train import add_common_args, build_runner, load_config
 
-EXPORTED_SUFFIXES = tuple(DEFAULT_RUNTIMES)  # .onnx, .xml
+EXPORTED_SUFFIXES = FILE_SUFFIXES  # .onnx, .xml
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
@@ -34,7 +34,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
         "mmdet's --fuse-conv-bn does")
     parser.add_argument('--runtime', choices=FILE_RUNTIMES,
                         help='with an exported model: the runtime that runs it (default: '
-                        'onnxruntime for .onnx, openvino for .xml)')
+                        'the one that writes such files: onnxruntime for .onnx, openvino for '
+                        '.xml)')
     parser.add_argument('--threads', type=int,
                         help="with an exported model: the runtime's threads (default: its own)")
     add_common_args(parser)

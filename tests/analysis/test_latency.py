@@ -1,5 +1,5 @@
-"""The one timing harness: interleaving, paired ratios, peak memory and the deploy
-variants' table, on fake clocks and known allocations. No timing assertions: only what the
+"""The one timing harness: interleaving, paired ratios and peak memory, on fake clocks and
+known allocations. No timing assertions: only what the
 code computes from the times it is given."""
 import itertools
 from types import SimpleNamespace
@@ -7,11 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rfcr.analysis.latency import (Latency, Stats, _peak_of, best_format, format_latency_table,
-                                   interleaved_timings, measure_deploy_latency, paired_ratio,
-                                   peak_memory, percentile, time_interleaved)
-from rfcr.deploy.export import neck_wrapper
-from rfcr.models import RFCR
+from rfcr.analysis.latency import (Stats, _peak_of, best_format, interleaved_timings,
+                                   paired_ratio, peak_memory, percentile)
 
 
 def test_rounds_rotate_the_start_and_pair_by_index():
@@ -80,41 +77,3 @@ def test_cpu_peak_memory_sees_live_tensors():
 
     assert peak_memory(two_live) >= 2 * 4 * n
     assert 4 * n <= peak_memory(one_at_a_time) < 2 * 4 * n
-
-
-def test_time_interleaved_calls_every_runner_in_rotating_order():
-    calls = []
-    runners = {name: (lambda name=name: calls.append(name)) for name in 'abc'}
-    rows = time_interleaved(runners, warmup=1, runs=3)
-    assert [r.name for r in rows] == ['a', 'b', 'c']
-    assert all(len(r.times_ms) == 3 and r.median_ms >= 0 for r in rows)
-    assert calls == list('abc') + list('abc') + list('bca') + list('cab')
-
-
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(warmup=-1), r'warmup must be an int >= 0, got -1'),
-    (dict(runs=0), r'runs must be an int >= 1, got 0'),
-])
-def test_time_interleaved_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        time_interleaved({'a': lambda: None}, **kwargs)
-
-
-def test_measure_deploy_latency_eager_only():
-    neck = neck_wrapper(RFCR((8, 16, 24), collect_channels=8, fuse_channels=8))
-    feats = (torch.rand(1, 8, 16, 16), torch.rand(1, 16, 8, 8), torch.rand(1, 24, 4, 4))
-    previous = torch.get_num_threads()
-    rows = measure_deploy_latency(neck, feats, runtimes=['torch'], channels_last=False,
-                                  warmup=0, runs=2, threads=1)
-    assert [(r.name, len(r.times_ms)) for r in rows] == [('eager', 2), ('eager deploy', 2)]
-    assert torch.get_num_threads() == previous
-
-
-def test_format_latency_table():
-    rows = [Latency('eager', (4.0, 4.0, 6.0)), Latency('onnxruntime', (1.0, 2.0, 2.0))]
-    lines = format_latency_table(rows).splitlines()
-    assert lines[1].split() == ['eager', '4.00', '5.60', '1.00x']
-    assert lines[2].split() == ['onnxruntime', '2.00', '2.00', '2.00x']
-    assert format_latency_table(rows, baseline='onnxruntime').splitlines()[1].endswith('0.50x')
-    with pytest.raises(ValueError, match=r"baseline='tvm' is not one of"):
-        format_latency_table(rows, baseline='tvm')

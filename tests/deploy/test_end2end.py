@@ -193,3 +193,25 @@ def test_end2end_refuses_bad_arguments(dense, tmp_path):
     with pytest.raises(ValueError, match='pad_size_divisor \\(32\\), got 100x160'):
         export_end2end(dense, tmp_path / 'x.onnx', shape=(100, 160))
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_rfcr_export_end2end(sparse, tmp_path, capsys):
+    from rfcr.tools.export import run as rfcr_export
+    checkpoint = tmp_path / 'sparse.pth'
+    torch.save(sparse.state_dict(), checkpoint)
+    out = tmp_path / 'model.onnx'
+    summary = rfcr_export([str(CONFIG), str(out), '--end2end', '--checkpoint', str(checkpoint),
+                           '--shape', str(SIZE), str(SIZE), '--deploy', '--verify',
+                           '--cfg-options', 'model.test_cfg.conf_thr=0.6',
+                           'model.test_cfg.score_thr=0.6'])
+    (check, ) = summary['verify']
+    assert check.same_num_dets and check.same_labels and check.max_box > 0
+    assert check.max_box_diff <= 1e-3 * check.max_box
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta[END2END_KEY] == '1' and float(meta['score_thr']) == 0.6
+    assert 'verify: OK' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        rfcr_export([str(CONFIG), str(tmp_path / 'model.xml'), '--format', 'openvino',
+                     '--end2end'])
+    assert 'end2end exports the whole detector to onnx, got --format openvino' in (
+        capsys.readouterr().err)

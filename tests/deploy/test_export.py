@@ -7,7 +7,8 @@ import torch
 
 from rfcr.deploy import switch_to_deploy
 from rfcr.deploy.export import (OnnxWrapper, export_onnx, neck_wrapper, odd_pyramid_size,
-                                onnx_op_counts, verify_exported)
+                                onnx_op_counts)
+from rfcr.deploy.runtime import verify_exported
 from rfcr.models import RFCR
 from rfcr.tools.export import run as rfcr_export
 from rfcr.utils.config import build_model

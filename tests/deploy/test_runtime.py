@@ -1,17 +1,21 @@
-"""Runners of a model unfolded and folded, in eager PyTorch, ONNX Runtime, OpenVINO and
-torch.compile: each builds, runs and computes what PyTorch computes."""
+"""The runtime table and its runners: a model unfolded and folded, in eager PyTorch, ONNX
+Runtime, OpenVINO and torch.compile, each builds, runs, computes what PyTorch computes and
+profiles itself; every tool's runtime choices come from the table."""
 import copy
+import dataclasses
+import importlib
 
 import numpy as np
 import pytest
 import torch
 
 from rfcr.deploy import switch_to_deploy
+from rfcr.deploy import runtime as table
 from rfcr.deploy.export import (export_onnx, export_openvino, neck_wrapper, odd_pyramid_size,
-                                openvino_op_counts, verify_exported)
-from rfcr.deploy.runtime import (EXPORTED_RUNTIMES, available_runtimes, compiled_runner,
-                                 deploy_runners, runtime_runner, torch_runner)
-from rfcr.deploy.session import ExportedModel, load_exported
+                                openvino_op_counts)
+from rfcr.deploy.runtime import (RUNTIMES, available_runtimes,
+                                 compiled_runner, eager_runner, get_runtime, load_exported,
+                                 verify_exported)
 from rfcr.models import RFCR
 from tests.deploy.test_fold import pyramid, randomize
 
@@ -26,10 +30,10 @@ def neck():
     return neck_wrapper(randomize(rfcr, [0.8, -1.1, 0.5]))  # a negative stride-8 weight
 
 
-def test_torch_runner_channels_last_leaves_the_module_alone():
+def test_eager_runner_channels_last_leaves_the_module_alone():
     conv = torch.nn.Conv2d(3, 8, 3)
     x = torch.randn(1, 3, 16, 16)
-    out = torch_runner(conv, (x, ), channels_last=True)()
+    out = eager_runner(conv, (x, ), channels_last=True)()
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert conv.weight.is_contiguous()
     torch.testing.assert_close(out, conv(x).detach())
@@ -37,7 +41,7 @@ def test_torch_runner_channels_last_leaves_the_module_alone():
 
 def test_the_runtimes_this_environment_has():
     # The dev extra installs onnxruntime and openvino; gcc builds inductor's kernels.
-    assert available_runtimes() == EXPORTED_RUNTIMES
+    assert available_runtimes()[:3] == ('onnxruntime', 'openvino', 'compile')
 
 
 def test_compile_needs_a_cpp_compiler(monkeypatch):
@@ -46,17 +50,19 @@ def test_compile_needs_a_cpp_compiler(monkeypatch):
     assert 'compile' not in available_runtimes()
 
 
-@pytest.mark.parametrize('runtime', EXPORTED_RUNTIMES)
+@pytest.mark.parametrize('runtime', ('onnxruntime', 'openvino', 'compile'))
 def test_every_runtime_matches_pytorch_unfolded_and_folded(neck, runtime, tmp_path):
     feats = pyramid((75, 97), CHANNELS, batch=1)  # odd sizes at every level
-    runners = deploy_runners(neck, feats, runtimes=['torch', runtime], channels_last=False,
-                             threads=1, export_dir=tmp_path)
-    assert list(runners) == ['eager', 'eager deploy', runtime, f'{runtime} deploy']
-    assert isinstance(neck.module, RFCR)  # folding worked on a copy
-    expected = runners['eager']()
+    rt = RUNTIMES[runtime]
+    folded = neck_wrapper(switch_to_deploy(copy.deepcopy(neck.module)))
+    expected = eager_runner(neck, feats)()
     assert max(float(e.abs().max()) for e in expected) > 1  # non-trivial outputs
-    for name in (runtime, f'{runtime} deploy'):
-        got = runners[name]()
+    previous = torch.get_num_threads()
+    for name, module in (('model', neck), ('model_deploy', folded)):
+        path = tmp_path / f'{name}{rt.suffixes[0]}' if rt.suffixes else None
+        run = rt.runner(module, feats, threads=1, path=path)
+        got = run()
+        assert torch.get_num_threads() == previous  # a runner restores the count
         assert len(got) == len(expected)
         for g, e in zip(got, expected):
             assert tuple(g.shape) == tuple(e.shape)
@@ -66,6 +72,37 @@ def test_every_runtime_matches_pytorch_unfolded_and_folded(neck, runtime, tmp_pa
                      'openvino': ['model.bin', 'model.xml', 'model_deploy.bin',
                                   'model_deploy.xml'],
                      'compile': []}[runtime]
+
+
+@pytest.mark.parametrize('runtime, conv', [('eager', 'aten::conv2d'),
+                                           ('onnxruntime', 'Conv'),
+                                           ('openvino', 'Convolution')])
+def test_the_timed_runner_profiles_itself(runtime, conv, monkeypatch):
+    """Profiling a runner reuses what it runs: a file runtime loads its file again (with
+    the profiler on), it never exports again."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    run = RUNTIMES[runtime].runner(_Flat(model), (torch.rand(1, 3, 16, 16), ), threads=1)
+    run()
+    rt = RUNTIMES[runtime]
+    if rt.export is not None:
+        def refuse(*args, **kwargs):
+            raise AssertionError('exported again')
+        monkeypatch.setattr(run, 'runtime', dataclasses.replace(rt, export=refuse))
+    records, walls = run.profile(runs=3)
+    assert conv in {op for op, _ in records}, records
+    assert len(walls) == 3 and all(w > 0 for w in walls)
+    assert all(seconds >= 0 for _, seconds in records)
+
+
+class _Flat(torch.nn.Module):
+    """A module with a flat tuple of tensors out."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return (self.module(x), )
 
 
 def test_openvino_dynamic_ir_matches_pytorch_at_odd_sizes(neck, tmp_path):
@@ -90,26 +127,23 @@ def test_openvino_dynamic_ir_matches_pytorch_at_odd_sizes(neck, tmp_path):
 
 
 def test_compile_keeps_each_models_graph():
-    """More models than dynamo keeps graphs per function (8): none fails or recompiles."""
+    """More models than dynamo keeps graphs per function (8), all of one class: none fails
+    or recompiles, each computes its own."""
     x = torch.randn(2, 3)
-    models = [torch.nn.Linear(3, 2 + i).eval() for i in range(9)]
+    models = [torch.nn.Linear(3, 2 + i % 3).eval() for i in range(10)]  # same shapes too
     runners = [compiled_runner(m, (x, ), threads=1) for m in models]
     with torch.compiler.set_stance('fail_on_recompile'):
         for m, run in zip(models, runners):
             torch.testing.assert_close(run(), m(x).detach(), atol=1e-5, rtol=1e-5)
 
 
-def test_compile_refuses_a_graph_break():
-    @torch.compiler.disable
-    def eager_only(x):
-        return x + 1
-
-    class Breaks(torch.nn.Module):
+def test_compile_refuses_what_is_not_one_graph():
+    class DataDependent(torch.nn.Module):
         def forward(self, x):
-            return eager_only(x) * 2  # dynamo must break the graph here
+            return x * 2 if x.sum() > 0 else x  # Python control flow on a value
 
-    with pytest.raises(Exception, match='(?i)skip|disable|graph break'):
-        compiled_runner(Breaks(), (torch.randn(2, 2), ), threads=1)
+    with pytest.raises(Exception, match='(?i)data-dependent'):
+        compiled_runner(DataDependent(), (torch.randn(2, 2), ), threads=1)
 
 
 def test_exported_model_refuses_bad_input(neck, tmp_path):
@@ -124,10 +158,12 @@ def test_exported_model_refuses_bad_input(neck, tmp_path):
         model(feats[0])
     with pytest.raises(ValueError, match=r"runtime 'onnxruntime' runs .onnx files, got .*"
                                          r"rfcr.xml"):
-        ExportedModel(tmp_path / 'rfcr.xml', 'onnxruntime')
+        load_exported(tmp_path / 'rfcr.xml', 'onnxruntime')
     with pytest.raises(ValueError, match=r"runtime must be one of \('onnxruntime', "
                                          r"'openvino'\), got 'tensorrt'"):
-        ExportedModel(path, 'tensorrt')
+        load_exported(path, 'tensorrt')
+    with pytest.raises(RuntimeError, match=r'was not loaded with profile=True'):
+        model.node_times(model.feeds(feats), 1)
     with pytest.raises(ValueError, match=r'expected a .onnx \(ONNX\) or .xml'):
         load_exported(tmp_path / 'rfcr.pt')
     with pytest.raises(FileNotFoundError, match=r'missing.xml.*no such file'):
@@ -137,12 +173,40 @@ def test_exported_model_refuses_bad_input(neck, tmp_path):
 
 def test_unknown_runtimes_are_refused(neck):
     feats = pyramid((32, 32), CHANNELS, batch=1)
-    with pytest.raises(ValueError, match=r"runtimes must be a non-empty subset of \('torch', "
-                                         r"'onnxruntime', 'openvino', 'compile'\), got "
-                                         r"\('tensorrt',\)"):
-        deploy_runners(neck, feats, runtimes=['tensorrt'])
-    with pytest.raises(ValueError, match=r"runtime must be one of \('onnxruntime', "
+    with pytest.raises(ValueError, match=r"runtime must be one of \('eager', 'onnxruntime', "
                                          r"'openvino', 'compile'\), got 'tensorrt'"):
-        runtime_runner('tensorrt', neck, feats)
+        get_runtime('tensorrt')
+    with pytest.raises(ValueError, match=r"runtime must be one of \('onnxruntime', "
+                                         r"'openvino'\), got 'compile'"):
+        get_runtime('compile', table.QUANTIZE_RUNTIMES)
     with pytest.raises(ValueError, match=r"an OpenVINO IR is a .xml file"):
         export_openvino(neck, feats, 'rfcr.onnx')
+
+
+def test_the_table_says_what_each_runtime_is():
+    for name, rt in RUNTIMES.items():
+        assert rt.name == name and rt.label and rt.how and (name == 'eager' or rt.install)
+        # A runtime runs the module itself or a file it exports and loads.
+        assert (rt.build is None) == bool(rt.suffixes) == (rt.export is not None) \
+            == (rt.load is not None) == (rt.op_counts is not None), name
+        if rt.load is not None:
+            assert rt.load.runtime == name  # the loaded model says which runtime runs it
+        assert rt.quantize is None or rt.load is not None
+    assert table.EXPORTED_RUNTIMES[:3] == ('onnxruntime', 'openvino', 'compile')
+    assert table.FILE_RUNTIMES[:2] == table.QUANTIZE_RUNTIMES == ('onnxruntime', 'openvino')
+    assert table.FILE_SUFFIXES[:2] == ('.onnx', '.xml')
+    assert [table.default_runtime(f'm{s}') for s in table.FILE_SUFFIXES] == [
+        'onnxruntime', 'openvino']
+
+
+@pytest.mark.parametrize('tool, flag, names', [
+    ('export', '--format', lambda: table.EXPORT_FORMATS),
+    ('test', '--runtime', lambda: table.FILE_RUNTIMES),
+    ('quantize', '--runtime', lambda: table.QUANTIZE_RUNTIMES),
+    ('bench', '--runtime', lambda: table.EXPORTED_RUNTIMES + ('installed', )),
+])
+def test_every_tool_reads_its_runtime_choices_from_the_table(tool, flag, names, capsys):
+    with pytest.raises(SystemExit):
+        importlib.import_module(f'rfcr.tools.{tool}').run(['--help'])
+    usage = ' '.join(capsys.readouterr().out.split())
+    assert f'{flag} {{{",".join(names())}}}' in usage, usage
