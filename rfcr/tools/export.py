@@ -23,8 +23,9 @@ import torch
 from mmengine.config import DictAction
 from torch import Tensor, nn
 
+from rfcr.deploy.runtime import EXPORT_FORMATS, verify_exported
+
 TOLERANCE = 1e-3  # largest accepted |runtime - PyTorch|
-FORMATS = {'onnx': ('.onnx', 'ONNX Runtime'), 'openvino': ('.xml', 'OpenVINO')}
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -32,11 +33,11 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         prog='rfcr-export',
         description='Export a detector (raw head outputs) or its neck to ONNX or OpenVINO')
     parser.add_argument('config', help='model config file')
-    parser.add_argument('out', help='the file to write: .onnx, or .xml for OpenVINO (its '
-                        'weights go to .bin beside it)')
-    parser.add_argument('--format', choices=FORMATS, default='onnx',
-                        help='onnx (default), or openvino: an OpenVINO IR, FP32, converted '
-                        'from the same ONNX graph')
+    parser.add_argument('out', help='the file to write: ' + ', '.join(
+        f'{rt.suffixes[0]} for {rt.label}' for rt in EXPORT_FORMATS.values()))
+    parser.add_argument('--format', choices=EXPORT_FORMATS, default='onnx',
+                        help='the runtime to export for (default: onnx): ' + '; '.join(
+                            f'{name}: {rt.how}' for name, rt in EXPORT_FORMATS.items()))
     parser.add_argument('--checkpoint', help='weights (state dict or mmengine checkpoint); '
                         'random weights without it')
     parser.add_argument('--shape', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'),
@@ -47,7 +48,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--deploy', action='store_true',
                         help='fold BN and RFCR fusion weights first (rfcr.deploy)')
     parser.add_argument('--verify', action='store_true',
-                        help='compare ONNX Runtime with PyTorch on random inputs (several '
+                        help='compare the runtime with PyTorch on random inputs (several '
                         f'sizes with --dynamic); fail above {TOLERANCE:g}')
     parser.add_argument('--neck', nargs='?', const='all', metavar='I',
                         help="export the config's neck alone, or module I of a list neck "
@@ -72,7 +73,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.end2end and (args.format != 'onnx' or args.neck):
         parser.error(f'--end2end exports the whole detector to onnx, got --format '
                      f'{args.format}' + (f' and --neck {args.neck}' if args.neck else ''))
-    suffix = FORMATS[args.format][0]
+    suffix = EXPORT_FORMATS[args.format].suffixes[0]
     if not args.out.endswith(suffix):
         parser.error(f'--format {args.format} writes a {suffix} file, got {args.out!r}')
     return args
@@ -183,8 +184,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         SystemExit: with a message when verification fails.
     """
     args = _parse_args(argv)
-    from rfcr.deploy.export import (export_onnx, export_openvino, odd_pyramid_size,
-                                    onnx_op_counts, openvino_op_counts, verify_exported)
+    from rfcr.deploy.export import odd_pyramid_size
     from rfcr.utils.config import build_model
 
     model = build_model(args.config, args.checkpoint, args.cfg_options)
@@ -204,12 +204,12 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     example = part.inputs(model, torch.randn(args.batch, 3, height, width))
     input_names = [f'feat{i}' for i in range(len(example))] if args.neck else ['input']
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    export = export_openvino if args.format == 'openvino' else export_onnx
-    input_names, output_names = export(exported, example, args.out, input_names=input_names,
-                                       dynamic=args.dynamic, opset=args.opset)
-    op_counts = (onnx_op_counts(args.out) if args.format == 'onnx'
-                 else openvino_op_counts(args.out))
-    print(f'rfcr-export: wrote {args.out} ({FORMATS[args.format][1]}, opset {args.opset}, '
+    runtime = EXPORT_FORMATS[args.format]
+    input_names, output_names = runtime.export(exported, example, args.out,
+                                               input_names=input_names,
+                                               dynamic=args.dynamic, opset=args.opset)
+    op_counts = runtime.op_counts(args.out)
+    print(f'rfcr-export: wrote {args.out} ({runtime.label}, opset {args.opset}, '
           f'{"dynamic" if args.dynamic else "static"} shapes, '
           f'{"deploy-folded" if args.deploy else "unfolded"}, {part})')
     print(f'  inputs:  {", ".join(f"{n} {tuple(x.shape)}" for n, x in zip(input_names, example))}'
@@ -227,10 +227,9 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     references = {'PyTorch': original}
     if args.deploy:
         references['PyTorch deploy'] = exported
-    runtime = FORMATS[args.format][1]
-    results = {name: verify_exported(args.out, module, input_sets)
+    results = {name: verify_exported(args.out, module, input_sets, runtime.name)
                for name, module in references.items()}
-    print(f'  verify (max |{runtime} - reference|, random inputs):')
+    print(f'  verify (max |{runtime.label} - reference|, random inputs):')
     worst = 0.0
     for i, inputs in enumerate(input_sets):
         shapes = ' '.join('x'.join(map(str, x.shape)) for x in inputs)
