@@ -15,10 +15,6 @@ element; nearest upsampling 1 per output element. Pure data movement (``cat``, `
 views, indexing) costs 0. Anything else that returns a tensor is reported in
 :attr:`MacCount.unsupported`, never silently dropped.
 
-The pass runs on the reference ops, those autograd, tracers and exporters see: rfcr's
-eager-only fast routes (:mod:`rfcr.deploy`) are off while counting, so a folded model
-counts what its exported graph computes.
-
 Example:
     >>> import torch
     >>> from torch import nn
@@ -242,10 +238,8 @@ def trace_ops(model: nn.Module, inputs: Union[Tensor, Sequence[Any]],
               handles: Optional[dict[str, Handle]] = None) -> list[OpRecord]:
     """Every op of one ``model(*inputs)`` call in execution order, with the module that ran
     it (a single tensor may be passed as ``inputs``). Run it on a model in eval mode to
-    count the inference path. Data movement is kept, with 0 MACs (summaries show it).
-
-    The call runs with autograd enabled (nothing is recorded for tensors that do not
-    require gradients) so that rfcr's eager-only fast routes take the reference ops.
+    count the inference path (it runs without autograd). Data movement is kept, with 0
+    MACs (summaries show it).
     """
     handles = FLOP_HANDLES if handles is None else handles
     inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
@@ -266,7 +260,7 @@ def trace_ops(model: nn.Module, inputs: Union[Tensor, Sequence[Any]],
         hooks.append(module.register_forward_hook(leave, always_call=True))
     recorder = _Recorder(scopes, handles)
     try:
-        with torch.enable_grad(), recorder:
+        with torch.no_grad(), recorder:
             model(*inputs)
     finally:
         for h in hooks:

@@ -9,12 +9,12 @@ need the ``deploy`` extra (``onnx``, ``onnxruntime``, ``openvino``) when they ru
 """
 from .bricks import DeployInvertedResidual, DeploySE
 from .compose import DeployYOLOReTNeck
+from .conv import ConvAct, fold_bn
 from .exported import ExportedDetector
 from .fold import DEPLOY_FORMS, deploy_refusals, fold_with_report, switch_to_deploy
-from .fused import ConvAct, FusedConv, fold_bn
 from .hooks import SwitchToDeployHook
 from .rfcr import DeployRFCR
 
 __all__ = ['ConvAct', 'DEPLOY_FORMS', 'DeployInvertedResidual', 'DeployRFCR', 'DeploySE',
-           'DeployYOLOReTNeck', 'ExportedDetector', 'FusedConv', 'SwitchToDeployHook',
+           'DeployYOLOReTNeck', 'ExportedDetector', 'SwitchToDeployHook',
            'deploy_refusals', 'fold_bn', 'fold_with_report', 'switch_to_deploy']

@@ -1,10 +1,10 @@
-"""Deploy forms of the generic bricks: mmcv ``ConvModule`` (in :mod:`rfcr.deploy.fused`),
+"""Deploy forms of the generic bricks: mmcv ``ConvModule`` (in :mod:`rfcr.deploy.conv`),
 mmdet ``InvertedResidual`` and ``SELayer``, and conv -> BN (-> activation) runs in a plain
 ``nn.Sequential``.
 
 Each folder takes a module of exactly its type and returns the module computing the same
 function in eval mode, or the module itself where that cannot be done exactly (its parts
-that can be are still folded).
+that can be are still folded). The results are plain modules with one code path.
 """
 from __future__ import annotations
 
@@ -13,39 +13,40 @@ from collections import OrderedDict
 
 import torch
 from mmcv.cnn import ConvModule
+from mmcv.cnn.bricks import HSigmoid, HSwish, Swish
 from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
 from torch import Tensor, nn
 
 from mmdet.models.layers import InvertedResidual, SELayer
 
-from .fused import (ConvAct, conv_bn_refusal, fold_bn, fold_conv_module, fused_activation,
-                    plain_conv)
-from .resize import eager_inference
+from .conv import ConvAct, conv_bn_refusal, fold_bn, fold_conv_module, plain_conv
 
-__all__ = ['DeployInvertedResidual', 'DeploySE', 'fold_se', 'fold_sequential']
+__all__ = ['ACTIVATIONS', 'DeployInvertedResidual', 'DeploySE', 'fold_se', 'fold_sequential']
+
+# Activation modules that fold_sequential moves into the ConvAct before them, as
+# ConvModule's conv -> norm -> act becomes one ConvAct (nn.ReLU6 is an nn.Hardtanh).
+ACTIVATIONS = (nn.ReLU, nn.Hardtanh, nn.LeakyReLU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
+               nn.Hardsigmoid, nn.GELU, nn.ELU, nn.Mish, Swish, HSwish, HSigmoid)
 
 
 class DeploySE(nn.Module):
-    """mmdet's ``SELayer`` at inference: ``x * act2(fc2(act1(fc1(mean(x)))))`` with the
-    two 1x1 convs of the squeezed vector as matrix products (a 1x1 map is all per-call
-    overhead for a conv kernel).
+    """mmdet's ``SELayer`` at inference: ``x * act2(fc2(act1(fc1(mean(x)))))``, the two
+    1x1 convs of the squeezed ``(N, C, 1, 1)`` map as the ``nn.Linear`` layers of the
+    ``(N, C)`` vector they are.
 
     Args:
         se: The layer to fold (read, not modified).
-        inplace: Scale ``x`` in place where no autograd or tracer sees it. Set by an owner
-            whose ``x`` is a temporary of its own (the depthwise conv's output).
     """
 
-    def __init__(self, se: SELayer, inplace: bool = False) -> None:
+    def __init__(self, se: SELayer) -> None:
         super().__init__()
         self.fc1, self.act1 = _linear_of(se.conv1)
         self.fc2, self.act2 = _linear_of(se.conv2)
-        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.act1(self.fc1(x.mean((2, 3))))  # (N, C // ratio)
         s = self.act2(self.fc2(s))[:, :, None, None]  # (N, C, 1, 1)
-        return x.mul_(s) if self.inplace and eager_inference() else x * s
+        return x * s
 
 
 def _linear_of(module: ConvModule) -> tuple[nn.Linear, nn.Module]:
@@ -80,8 +81,9 @@ def fold_se(se: SELayer) -> nn.Module:
 class DeployInvertedResidual(nn.Module):
     """mmdet's ``InvertedResidual`` at inference: its layers before the linear conv in one
     ``nn.Sequential`` (expand conv, depthwise conv, squeeze-excite, the ones it has), then
-    the linear conv with the residual summed in its epilogue; no gradient checkpointing,
-    no drop-path (identity in eval mode). Layers that do not fold run as they are.
+    the linear conv, which adds the residual (:class:`ConvAct`'s ``other``); no gradient
+    checkpointing, no drop-path (identity in eval mode). Layers that do not fold run as
+    they are.
 
     Args:
         block: The block; its layers are read, not modified.
@@ -96,10 +98,7 @@ class DeployInvertedResidual(nn.Module):
             layers['expand_conv'] = fold_conv_module(block.expand_conv)
         layers['depthwise_conv'] = fold_conv_module(block.depthwise_conv)
         if block.with_se:
-            se = fold_se(block.se)
-            if isinstance(se, DeploySE):
-                se.inplace = True  # it scales the depthwise conv's fresh output
-            layers['se'] = se
+            layers['se'] = fold_se(block.se)
         self.layers = nn.Sequential(layers)
         self.linear_conv = fold_conv_module(block.linear_conv)
         self.with_res_shortcut = block.with_res_shortcut
@@ -114,10 +113,10 @@ class DeployInvertedResidual(nn.Module):
 
 
 def fold_sequential(seq: nn.Sequential) -> nn.Sequential:
-    """Fold every plain conv (:func:`~rfcr.deploy.fused.plain_conv`) followed by a BN in
-    eval mode (and optionally an activation with a fused form) inside ``seq``, in place: the conv becomes a
-    :class:`ConvAct`, the BN and activation identities. Only an exact ``nn.Sequential``,
-    whose forward is known to chain its children."""
+    """Fold every plain conv (:func:`~rfcr.deploy.conv.plain_conv`) followed by a BN in
+    eval mode (and optionally one of :data:`ACTIVATIONS`) inside ``seq``, in place: the conv
+    becomes a :class:`ConvAct`, the BN and activation identities. Only an exact
+    ``nn.Sequential``, whose forward is known to chain its children."""
     if type(seq) is not nn.Sequential:
         return seq
     children = list(seq._modules.items())
@@ -126,12 +125,9 @@ def fold_sequential(seq: nn.Sequential) -> nn.Sequential:
         if conv_bn_refusal(conv, bn) is not None:
             continue
         act = None
-        if i + 2 < len(children) and fused_activation(children[i + 2][1]) is not None:
+        if i + 2 < len(children) and isinstance(children[i + 2][1], ACTIVATIONS):
             act_name, act = children[i + 2]
-            if isinstance(act, nn.Identity):
-                act = None
-            else:
-                setattr(seq, act_name, nn.Identity())
+            setattr(seq, act_name, nn.Identity())
         plain, padding = plain_conv(conv)
         setattr(seq, name, ConvAct(fold_bn(plain, bn), copy.deepcopy(act), padding))
         setattr(seq, bn_name, nn.Identity())

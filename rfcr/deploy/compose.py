@@ -33,11 +33,11 @@ import torch
 from torch import Tensor, nn
 
 from ..models.dense_heads import YOLOReTHead
+from ..models.layers import max_pool_to, upsample_to
 from ..models.necks import RFCR, YOLOReTNeck
 from ..models.necks.yoloret_neck import MBConvNode
 from .bricks import DeployInvertedResidual
-from .fused import ConvAct, fold_conv_module
-from .resize import max_pool_to, upsample_to
+from .conv import ConvAct, fold_conv_module
 from .rfcr import DeployRFCR
 
 __all__ = ['DeployYOLOReTNeck', 'fold_yoloret_detector']
@@ -204,8 +204,8 @@ class DeployYOLOReTNeck(nn.Module):
             raise TypeError('reduce convs that do not fold cannot be composed')
 
         # Top-down nodes 0 and 1 read cat([up(r), x]): their first conv is W_r up(r) + W_x x
-        # = up(W_r r) + W_x x, W_r running at the coarser level (4x fewer pixels), summed
-        # into W_x x in its epilogue. With RFCR, x at stride 8 is cat([raw, up(fused)]),
+        # = up(W_r r) + W_x x, W_r running at the coarser level (4x fewer pixels), added
+        # to W_x x by its ConvAct. With RFCR, x at stride 8 is cat([raw, up(fused)]),
         # so fused joins r there: up(W_r r + W_f fused) + W_raw raw.
         self.top_down_lateral = nn.ModuleList()
         for i in (0, 1):

@@ -12,8 +12,8 @@ exact type has a deploy form (:data:`DEPLOY_FORMS`)::
                                            :mod:`rfcr.deploy.compose`)
     mmcv ConvModule (conv - BN - act)  ->  ConvAct (conv with BN folded in - act)
     mmdet InvertedResidual             ->  DeployInvertedResidual (its convs folded, the
-                                           residual summed in the last conv's epilogue)
-    mmdet SELayer (1x1 convs)          ->  DeploySE (two matrix products)
+                                           residual added by the last ConvAct)
+    mmdet SELayer (1x1 convs)          ->  DeploySE (two nn.Linear)
     nn.Sequential(Conv2d, BN[, act])   ->  ConvAct, Identity[, Identity]
 
 The rewritten modules compute, in eval mode, what the originals compute, up to float
@@ -24,7 +24,10 @@ mode normalizes with batch statistics). Everything else is left as it is, and
 :func:`deploy_refusals` says what and why; :func:`switch_to_deploy` logs it.
 
 The models under ``rfcr/models`` are not touched: folding reads their public structure and
-builds new modules from it.
+builds new modules from it. The folded modules are plain PyTorch (convs, activations,
+sums, the exact-size resizes of :mod:`rfcr.models.layers`) with one code path: they compute
+the same with or without autograd, eager, traced or exported. Fast kernels for them are the
+runtimes' job (``torch.compile``, ONNX Runtime, OpenVINO: :mod:`rfcr.deploy.runtime`).
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ from mmdet.models.layers import InvertedResidual, SELayer
 from ..models.necks import RFCR, YOLOReTNeck
 from .bricks import DeployInvertedResidual, fold_se, fold_sequential
 from .compose import DeployYOLOReTNeck, fold_yoloret_detector
-from .fused import conv_bn_refusal, conv_module_refusal, fold_conv_module
+from .conv import conv_bn_refusal, conv_module_refusal, fold_conv_module
 from .rfcr import DeployRFCR
 
 __all__ = ['DEPLOY_FORMS', 'deploy_refusals', 'fold_with_report', 'switch_to_deploy']

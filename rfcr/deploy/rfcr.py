@@ -7,9 +7,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..models.layers import max_pool_to, upsample_to
 from ..models.necks import RFCR
-from .fused import FusedConv, fold_conv_module, plain_conv
-from .resize import max_pool_to, upsample_to
+from .conv import ConvAct, fold_conv_module, plain_conv
 
 
 class DeployRFCR(nn.Module):
@@ -77,7 +77,7 @@ class DeployRFCR(nn.Module):
                 folded.weight.copy_((conv.weight.double() * scale).to(conv.weight.dtype))
                 if folded.bias is not None:
                     folded.bias.copy_((conv.bias.double() * scale).to(conv.bias.dtype))
-            convs.append(FusedConv(folded))
+            convs.append(ConvAct(folded))
         self.collect_convs = nn.ModuleList(convs)
         self.fuse_conv = nn.Sequential(*(fold_conv_module(copy.deepcopy(m))
                                          for m in rfcr.fuse_conv))
@@ -96,12 +96,12 @@ class DeployRFCR(nn.Module):
         if self.num_inputs == 4:
             fused = self.collect_convs[0](max_pool_to(inputs[0], size16, 4, 'shortcut input'),
                                           fused)
-        fused = conv16(x16, fused)  # the sum in the conv's epilogue
+        fused = conv16(x16, fused)  # conv16(x16) + fused
         pooled = max_pool_to(conv8(x8), size16, 2, 'stride-8 input')
         fused = fused - pooled if self.subtract_stride8 else fused + pooled
         return self.fuse_conv(fused)  # (N, fuse_channels, H16, W16)
 
-    # The same concatenations as RFCR's, reading out_indices, with the faster resizes.
+    # The same concatenations as RFCR's, reading out_indices, with the same resizes.
     redistribute = RFCR.redistribute
     _upsample_to = staticmethod(upsample_to)
     _max_pool_to = staticmethod(max_pool_to)

@@ -10,8 +10,11 @@ from mmcv.cnn import ConvModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from rfcr.deploy import (ConvAct, DeployInvertedResidual, DeployRFCR, DeployYOLOReTNeck,
-                         deploy_refusals, fold_bn, fold_with_report, switch_to_deploy)
+from rfcr.deploy import (ConvAct, DeployInvertedResidual, DeployRFCR, DeploySE,
+                         DeployYOLOReTNeck, deploy_refusals, fold_bn, fold_with_report,
+                         switch_to_deploy)
+from rfcr.deploy.compose import _Node
+from rfcr.deploy.conv import TFSamePad
 from rfcr.models import RFCR, TruncatedMobileNetV2, YOLOReTHead, YOLOReTNeck
 from rfcr.utils.config import build_model
 from tests.conftest import randomize_bn_stats
@@ -198,6 +201,36 @@ def test_yoloret_detector(detector, channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         assert_same_outputs(lambda t: detector(t, mode='tensor')[0],
                             lambda t: folded(t, mode='tensor')[0], x)
+
+
+def _flat(outputs):
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [t for o in outputs for t in _flat(o)]
+
+
+def test_folded_yoloret_detector_is_plain_modules_with_one_code_path(detector):
+    folded = switch_to_deploy(copy.deepcopy(detector))
+    # The detector's own shells (detector, backbone, head with its losses, preprocessor)
+    # keep their classes; everything inside is standard layers and the deploy containers.
+    shells = {type(detector), type(detector.backbone), type(detector.bbox_head),
+              type(detector.data_preprocessor)}
+    shells |= {type(m) for name, m in detector.bbox_head.named_children()
+               if name.startswith('loss')}
+    plain = {nn.Conv2d, nn.Linear, nn.ReLU6, nn.SiLU, nn.Sigmoid, nn.Identity, nn.Sequential,
+             nn.ModuleList, ConvAct, TFSamePad, DeployInvertedResidual, DeploySE, DeployRFCR,
+             DeployYOLOReTNeck, _Node}
+    types = {type(m) for m in folded.modules()}
+    assert types - shells - plain == set()
+    assert {ConvAct, DeployInvertedResidual, DeployRFCR, DeployYOLOReTNeck} <= types
+    assert not any(isinstance(m, _BatchNorm) for m in folded.modules())
+    # The same values whether autograd is off or records the graph.
+    x = torch.randn(1, 3, 97, 129)
+    with torch.no_grad():
+        expected = _flat(folded(x, mode='tensor'))
+    got = _flat(folded(x.clone().requires_grad_(), mode='tensor'))
+    assert len(got) == len(expected) == 3 and all(g.requires_grad for g in got)
+    assert all(torch.equal(g.detach(), e) for g, e in zip(got, expected))
 
 
 def test_yoloret_detector_still_predicts(detector):

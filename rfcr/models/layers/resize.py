@@ -8,8 +8,7 @@ target. ``scale_factor=2`` alone breaks on odd sizes; these never do, and refuse
 that is not the neighbouring level of the input.
 
 These are the plain ops (``F.max_pool2d``, ``F.interpolate``) that autograd, tracers and
-exporters understand. :mod:`rfcr.deploy.resize` has bit-identical faster versions for
-eager inference.
+exporters understand; the folded modules of :mod:`rfcr.deploy` call them too.
 """
 from __future__ import annotations
 

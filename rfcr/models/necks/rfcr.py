@@ -127,8 +127,7 @@ class RFCR(BaseModule):
             ConvModule(collect_channels, fuse_channels, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
                        act_cfg=act_cfg))
 
-    # The exact-size resizes of redistribute(). rfcr.deploy.DeployRFCR shares redistribute()
-    # and sets bit-identical faster ones.
+    # The exact-size resizes of redistribute() (rfcr.deploy.DeployRFCR shares redistribute()).
     _upsample_to = staticmethod(upsample_to)
     _max_pool_to = staticmethod(max_pool_to)
 
