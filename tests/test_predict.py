@@ -16,9 +16,10 @@ from mmdet.datasets.transforms import Resize
 from rfcr.datasets import Letterbox
 from rfcr.deploy.end2end import end2end_metadata, export_end2end
 from rfcr.utils.config import load_config
-from tests.deploy.test_end2end import (CONFIG, ROOT, SIZE, SPARSE, confident_detector,
-                                       mmdet_predict)
+from tests.deploy.test_end2end import CONFIG, ROOT, SIZE, mmdet_predict
+from tests.deploy.test_end2end import sparse  # noqa: F401  (the detector, a fixture)
 
+pytestmark = pytest.mark.slow  # exports a whole detector
 HEIGHT, WIDTH = 120, 200  # resized by 0.8 to 96 x 160, padded to 160 x 160
 # A fresh interpreter: rfcr-predict's main, then the heavy modules it imported (none).
 FRESH = ('import sys, rfcr_predict\n'
@@ -29,8 +30,8 @@ FRESH = ('import sys, rfcr_predict\n'
 
 
 @pytest.fixture(scope='module')
-def model():
-    return confident_detector(-3.0, **SPARSE)
+def model(sparse):  # noqa: F811
+    return sparse
 
 
 @pytest.fixture(scope='module')

@@ -98,7 +98,8 @@ class End2End(nn.Module):
     rescale=False)`` computes for images already resized (and padded) to the input size,
     in the EfficientNMS layout (see :mod:`rfcr.deploy.end2end`). The input size must be a
     multiple of the preprocessor's ``pad_size_divisor``: mmdet's batch padding is then
-    none.
+    none. ``nms_pre <= 0`` keeps every candidate (mmdet's ``filter_scores_and_topk``
+    would drop the lowest-scored one for ``nms_pre=-1``).
 
     Args:
         detector: A single-stage detector whose ``bbox_head`` is a ``YOLOV3Head`` (e.g.

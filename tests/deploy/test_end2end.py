@@ -88,7 +88,7 @@ def dense():
     return confident_detector()
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')  # tests/test_predict.py's detector too
 def sparse():
     return confident_detector(-3.0, **SPARSE)
 
@@ -119,6 +119,7 @@ def test_end2end_equals_mmdet_predict(name, request):
         assert_same_detections(folded(x), expected, box_tol=1e-2)
 
 
+@pytest.mark.slow
 def test_onnx_end2end_equals_mmdet_predict(dense, dense_onnx):
     x = images(2, seed=1)
     outputs = load_exported(dense_onnx)(x)
@@ -127,6 +128,7 @@ def test_onnx_end2end_equals_mmdet_predict(dense, dense_onnx):
     assert ops.count('NonMaxSuppression') == 1
 
 
+@pytest.mark.slow
 def test_dynamic_folded_onnx_end2end_equals_mmdet_predict(sparse, tmp_path):
     path = tmp_path / 'sparse.onnx'
     export_end2end(switch_to_deploy(copy.deepcopy(sparse)), path, shape=(SIZE, SIZE),
@@ -195,6 +197,7 @@ def test_end2end_refuses_bad_arguments(dense, tmp_path):
     assert not (tmp_path / 'x.onnx').exists()
 
 
+@pytest.mark.slow
 def test_rfcr_export_end2end(sparse, tmp_path, capsys):
     from rfcr.tools.export import run as rfcr_export
     checkpoint = tmp_path / 'sparse.pth'
