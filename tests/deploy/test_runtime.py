@@ -3,7 +3,9 @@ Runtime, OpenVINO and torch.compile, each builds, runs, computes what PyTorch co
 profiles itself; every tool's runtime choices come from the table."""
 import copy
 import dataclasses
+import gc
 import importlib
+import os
 
 import numpy as np
 import pytest
@@ -11,11 +13,10 @@ import torch
 
 from rfcr.deploy import switch_to_deploy
 from rfcr.deploy import runtime as table
-from rfcr.deploy.export import (export_onnx, export_openvino, neck_wrapper, odd_pyramid_size,
-                                openvino_op_counts)
-from rfcr.deploy.runtime import (RUNTIMES, available_runtimes,
-                                 compiled_runner, eager_runner, get_runtime, load_exported,
-                                 verify_exported)
+from rfcr.deploy.export import (OnnxWrapper, export_onnx, export_openvino, neck_wrapper,
+                                odd_pyramid_size, openvino_op_counts)
+from rfcr.deploy.runtime import (RUNTIMES, available_runtimes, compiled_runner, eager_runner,
+                                 get_runtime, load_exported, verify_exported)
 from rfcr.models import RFCR
 from tests.deploy.test_fold import pyramid, randomize
 
@@ -79,11 +80,11 @@ def test_every_runtime_matches_pytorch_unfolded_and_folded(neck, runtime, tmp_pa
                                            ('openvino', 'Convolution')])
 def test_the_timed_runner_profiles_itself(runtime, conv, monkeypatch):
     """Profiling a runner reuses what it runs: a file runtime loads its file again (with
-    the profiler on), it never exports again."""
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
-    run = RUNTIMES[runtime].runner(_Flat(model), (torch.rand(1, 3, 16, 16), ), threads=1)
-    run()
+    the profiler on), it never exports again; the temporary file goes with the runner."""
+    model = OnnxWrapper(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()))
     rt = RUNTIMES[runtime]
+    run = rt.runner(model, (torch.rand(1, 3, 16, 16), ), threads=1)
+    run()
     if rt.export is not None:
         def refuse(*args, **kwargs):
             raise AssertionError('exported again')
@@ -92,17 +93,13 @@ def test_the_timed_runner_profiles_itself(runtime, conv, monkeypatch):
     assert conv in {op for op, _ in records}, records
     assert len(walls) == 3 and all(w > 0 for w in walls)
     assert all(seconds >= 0 for _, seconds in records)
-
-
-class _Flat(torch.nn.Module):
-    """A module with a flat tuple of tensors out."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x):
-        return (self.module(x), )
+    if rt.export is not None:
+        path = run.model.path
+        assert os.path.isfile(path)
+        monkeypatch.undo()  # which held the runner
+        del run
+        gc.collect()
+        assert not os.path.exists(path)
 
 
 def test_openvino_dynamic_ir_matches_pytorch_at_odd_sizes(neck, tmp_path):
