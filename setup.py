@@ -6,7 +6,9 @@ from setuptools import find_packages, setup
 version = {}
 exec(Path(__file__).with_name('rfcr').joinpath('version.py').read_text(), version)
 DEPLOY = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2', 'openvino>=2026.4,<2027',
-          'nncf>=3.4,<3.5']
+          'nncf>=3.4,<3.5', 'onnxslim>=0.1.98',
+          # ncnn (pnnx converts the ONNX graph) and MNN: rfcr.deploy.edge
+          'pnnx>=20261020', 'ncnn>=1.0.20261020', 'MNN>=3.6,<3.7']
 
 setup(
     name='rfcr',

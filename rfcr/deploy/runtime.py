@@ -44,6 +44,9 @@ import torch
 from torch import Tensor, nn
 
 from .export import export_onnx, export_openvino, onnx_op_counts, openvino_op_counts
+from .edge import (MnnModel, NcnnModel, TensorRTModel, cuda_available, export_mnn,
+                   export_ncnn, export_tensorrt, mnn_op_counts, ncnn_op_counts,
+                   tensorrt_op_counts)
 from .session import ExportedModel, NodeTimes, OpenVinoModel, OrtModel
 
 __all__ = ['EAGER', 'EXPORTED_RUNTIMES', 'EXPORT_FORMATS', 'FILE_RUNTIMES', 'FILE_SUFFIXES',
@@ -312,6 +315,22 @@ RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (
             'torch.compile (inductor, CPU, static shapes, weights frozen, one graph)',
             install='a C++ compiler (g++) for inductor', requires=_cpp_compiler,
             build=compiled_runner),
+    Runtime('ncnn', 'ncnn',
+            'the ONNX graph converted by pnnx (static shapes, batch 1), ncnn CPU, FP32',
+            install="the ncnn and pnnx packages (pip install 'rfcr[deploy]')",
+            packages=('onnx', 'ncnn', 'pnnx'), suffixes=('.param', ), sidecars=('.bin', ),
+            file_kind='ncnn graph', format='ncnn', export=export_ncnn, load=NcnnModel,
+            op_counts=ncnn_op_counts),
+    Runtime('mnn', 'MNN', "the ONNX graph converted by MNN's converter, MNN CPU, FP32",
+            install="the MNN package (pip install 'rfcr[deploy]')",
+            packages=('onnx', 'MNN'), suffixes=('.mnn', ), file_kind='MNN model',
+            format='mnn', export=export_mnn, load=MnnModel, op_counts=mnn_op_counts),
+    Runtime('tensorrt', 'TensorRT',
+            'an engine built from the ONNX graph for the CUDA GPU it runs on, FP32',
+            install='a CUDA GPU and the tensorrt package',
+            packages=('onnx', 'tensorrt'), requires=cuda_available, suffixes=('.engine', ),
+            file_kind='TensorRT engine', format='tensorrt', export=export_tensorrt,
+            load=TensorRTModel, op_counts=tensorrt_op_counts),
 )}
 
 # Views of the table the tools use.

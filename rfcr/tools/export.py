@@ -1,8 +1,9 @@
-"""``rfcr-export``: a detector's raw head outputs (or its neck alone) to ONNX or an
-OpenVINO IR, optionally folded for inference and checked against PyTorch with the runtime
-that runs it (ONNX Runtime, OpenVINO).
+"""``rfcr-export``: a detector's raw head outputs (or its neck alone) to the file of a
+runtime (:data:`rfcr.deploy.runtime.EXPORT_FORMATS`: ONNX, an OpenVINO IR, ncnn, MNN, a
+TensorRT engine where a CUDA GPU is present), optionally folded for inference and checked
+against PyTorch with the runtime that runs it.
 
-    rfcr-export CONFIG OUT.onnx|OUT.xml [--format onnx|openvino] [--checkpoint CKPT]
+    rfcr-export CONFIG OUT [--format onnx|openvino|ncnn|mnn|tensorrt] [--checkpoint CKPT]
                 [--shape H W] [--batch N] [--dynamic] [--deploy] [--verify] [--neck [I]]
                 [--opset 17] [--end2end]
 
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 
 from rfcr.deploy.runtime import EXPORT_FORMATS, verify_exported
 
-TOLERANCE = 1e-3  # largest accepted |runtime - PyTorch|
+TOLERANCE = 1e-3  # largest accepted |runtime - PyTorch| / max |PyTorch|
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help='fold BN and RFCR fusion weights first (rfcr.deploy)')
     parser.add_argument('--verify', action='store_true',
                         help='compare the runtime with PyTorch on random inputs (several '
-                        f'sizes with --dynamic); fail above {TOLERANCE:g}')
+                        f'sizes with --dynamic); fail above {TOLERANCE:g} x max |output|')
     parser.add_argument('--neck', nargs='?', const='all', metavar='I',
                         help="export the config's neck alone, or module I of a list neck "
                         '(0: RFCR in the YOLO-ReT configs); its inputs are the feature maps '
@@ -184,6 +185,9 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         SystemExit: with a message when verification fails.
     """
     args = _parse_args(argv)
+    if not EXPORT_FORMATS[args.format].available():
+        raise SystemExit(f'rfcr-export: --format {args.format} needs '
+                         f'{EXPORT_FORMATS[args.format].install}')
     from rfcr.deploy.export import odd_pyramid_size
     from rfcr.utils.config import build_model
 
@@ -205,9 +209,12 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     input_names = [f'feat{i}' for i in range(len(example))] if args.neck else ['input']
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     runtime = EXPORT_FORMATS[args.format]
-    input_names, output_names = runtime.export(exported, example, args.out,
-                                               input_names=input_names,
-                                               dynamic=args.dynamic, opset=args.opset)
+    try:
+        input_names, output_names = runtime.export(exported, example, args.out,
+                                                   input_names=input_names,
+                                                   dynamic=args.dynamic, opset=args.opset)
+    except ValueError as e:  # what the format cannot hold (e.g. ncnn: dynamic shapes)
+        raise SystemExit(f'rfcr-export: {e}') from None
     op_counts = runtime.op_counts(args.out)
     print(f'rfcr-export: wrote {args.out} ({runtime.label}, opset {args.opset}, '
           f'{"dynamic" if args.dynamic else "static"} shapes, '
@@ -230,18 +237,19 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     results = {name: verify_exported(args.out, module, input_sets, runtime.name)
                for name, module in references.items()}
     print(f'  verify (max |{runtime.label} - reference|, random inputs):')
-    worst = 0.0
+    worst = 0.0  # the largest difference relative to the largest output, over every check
     for i, inputs in enumerate(input_sets):
         shapes = ' '.join('x'.join(map(str, x.shape)) for x in inputs)
         cells = [f'vs {name} {res[i].max_abs_diff:.2e}' for name, res in results.items()]
         scale = results['PyTorch'][i].max_abs_ref
         print(f'    {shapes}: {", ".join(cells)} (outputs up to {scale:.3g})')
-        worst = max([worst] + [res[i].max_abs_diff for res in results.values()])
+        worst = max([worst] + [res[i].max_abs_diff / max(res[i].max_abs_ref, 1e-12)
+                               for res in results.values()])
     summary['verify'] = results
     if not worst <= TOLERANCE:
-        raise SystemExit(f'rfcr-export: verification failed, max abs difference {worst:.3g} '
-                         f'> {TOLERANCE:g}')
-    print(f'  verify: OK (max abs difference {worst:.2e} <= {TOLERANCE:g})')
+        raise SystemExit(f'rfcr-export: verification failed, max abs difference {worst:.3g} x '
+                         f'max |output| > {TOLERANCE:g} x max |output|')
+    print(f'  verify: OK (max abs difference {worst:.2e} x max |output| <= {TOLERANCE:g})')
     return summary
 
 

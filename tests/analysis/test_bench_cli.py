@@ -315,7 +315,10 @@ def test_every_runtime_in_the_same_rounds():
     from torch import nn
     from rfcr.analysis.benchmark import Candidate, Group, Settings, run_group
     from rfcr.analysis.report import markdown
-    from rfcr.deploy.runtime import EXPORTED_RUNTIMES
+    from rfcr.deploy.runtime import available_runtimes
+
+    EXPORTED_RUNTIMES = available_runtimes()  # every runtime this environment has
+    assert {'onnxruntime', 'openvino', 'compile', 'ncnn', 'mnn'} <= set(EXPORTED_RUNTIMES)
 
     def image(batch, size):
         return (torch.rand(batch, 8, *size), )
@@ -342,7 +345,8 @@ def test_every_runtime_in_the_same_rounds():
                 repeats_note='3', warmup=1)
     table = markdown(rows, [dict(name='toy', note='')], [], meta)
     assert ('| model | eager ms (format) | ONNX Runtime ms | x ref [p10-p90] | OpenVINO ms | '
-            'x ref [p10-p90] | torch.compile ms | x ref [p10-p90] | best runtime |') in table
+            'x ref [p10-p90] | torch.compile ms | x ref [p10-p90] | ncnn ms | x ref [p10-p90] | '
+            'MNN ms | x ref [p10-p90] | best runtime |') in table
 
 
 def test_runtime_installed_and_unavailable(monkeypatch):

@@ -157,8 +157,8 @@ def test_exported_model_refuses_bad_input(neck, tmp_path):
                                          r"rfcr.xml"):
         load_exported(tmp_path / 'rfcr.xml', 'onnxruntime')
     with pytest.raises(ValueError, match=r"runtime must be one of \('onnxruntime', "
-                                         r"'openvino'\), got 'tensorrt'"):
-        load_exported(path, 'tensorrt')
+                                         r"'openvino', 'ncnn', 'mnn', 'tensorrt'\), got 'tvm'"):
+        load_exported(path, 'tvm')
     with pytest.raises(RuntimeError, match=r'was not loaded with profile=True'):
         model.node_times(model.feeds(feats), 1)
     with pytest.raises(ValueError, match=r'expected a .onnx \(ONNX\) or .xml'):
@@ -171,8 +171,9 @@ def test_exported_model_refuses_bad_input(neck, tmp_path):
 def test_unknown_runtimes_are_refused(neck):
     feats = pyramid((32, 32), CHANNELS, batch=1)
     with pytest.raises(ValueError, match=r"runtime must be one of \('eager', 'onnxruntime', "
-                                         r"'openvino', 'compile'\), got 'tensorrt'"):
-        get_runtime('tensorrt')
+                                         r"'openvino', 'compile', 'ncnn', 'mnn', 'tensorrt'\), "
+                                         r"got 'tvm'"):
+        get_runtime('tvm')
     with pytest.raises(ValueError, match=r"runtime must be one of \('onnxruntime', "
                                          r"'openvino'\), got 'compile'"):
         get_runtime('compile', table.QUANTIZE_RUNTIMES)
@@ -193,7 +194,7 @@ def test_the_table_says_what_each_runtime_is():
     assert table.FILE_RUNTIMES[:2] == table.QUANTIZE_RUNTIMES == ('onnxruntime', 'openvino')
     assert table.FILE_SUFFIXES[:2] == ('.onnx', '.xml')
     assert [table.default_runtime(f'm{s}') for s in table.FILE_SUFFIXES] == [
-        'onnxruntime', 'openvino']
+        'onnxruntime', 'openvino', 'ncnn', 'mnn', 'tensorrt']
 
 
 @pytest.mark.parametrize('tool, flag, names', [

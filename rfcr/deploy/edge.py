@@ -1,0 +1,331 @@
+"""Edge runtimes: ncnn and MNN, each running the ONNX graph that
+:func:`~rfcr.deploy.export.export_onnx` traces, converted by the runtime's own tool; and
+TensorRT, built from the same graph where a CUDA GPU is present.
+
+- ncnn: ``pnnx`` converts the graph to ``X.param`` + ``X.bin`` (FP32 weights). Static
+  shapes, batch 1: pnnx freezes the exact-size resizes (``upsample_to``) at the exported
+  size, and an ncnn blob has no batch axis. The exported input sizes are written into the
+  param's ``Input`` layers (``0=w 1=h 2=c``, ncnn's shape hint), where the runner reads them
+  back to check its inputs.
+- MNN: MNN's converter (the ``_tools`` extension that the ``mnnconvert`` script wraps)
+  writes ``X.mnn``; dynamic batch, height and width stay dynamic. The ``mnnconvert`` and
+  ``mnnquant`` scripts, and anything importing ``MNN.tools``, pip-install an upload client
+  and send a usage log: this module calls the extension itself.
+- TensorRT: an engine (``X.engine``) built for the GPU it runs on, FP32 (TF32 off).
+
+ncnn and MNN run on CPU in FP32 (ncnn's FP16 / BF16 storage and arithmetic off, MNN's
+``precision='high'``), on ``threads`` threads.
+
+Example:
+    >>> import os, tempfile, torch
+    >>> from rfcr.deploy.edge import MnnModel, export_mnn
+    >>> from rfcr.deploy.export import OnnxWrapper
+    >>> conv = OnnxWrapper(torch.nn.Conv2d(3, 4, 1))
+    >>> path = os.path.join(tempfile.mkdtemp(), 'conv.mnn')
+    >>> _ = export_mnn(conv, (torch.rand(1, 3, 8, 8), ), path, dynamic=True)
+    >>> model = MnnModel(path, threads=1)
+    >>> model.input_names, [o.shape for o in model(torch.rand(2, 3, 9, 7))]
+    (['input0'], [(2, 4, 9, 7)])
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from torch import Tensor, nn
+
+from .export import export_onnx
+from .session import ExportedModel
+
+__all__ = ['MnnModel', 'NcnnModel', 'TensorRTModel', 'cuda_available', 'export_mnn',
+           'export_ncnn', 'export_tensorrt', 'mnn_op_counts', 'ncnn_op_counts',
+           'tensorrt_op_counts']
+
+
+def _suffix(path: str | os.PathLike, suffix: str, kind: str) -> Path:
+    path = Path(path)
+    if path.suffix != suffix:
+        raise ValueError(f'{kind} is a {suffix} file, got {os.fspath(path)!r}')
+    return path
+
+
+def export_ncnn(module: nn.Module, inputs: Sequence[Tensor], path: str | os.PathLike,
+                dynamic: bool = False, **onnx_options) -> tuple[list[str], list[str]]:
+    """Export ``module`` to ncnn: ``path`` (``.param``) and its weights beside it
+    (``.bin``, FP32), converted by ``pnnx`` from the ONNX graph (:func:`export_onnx`, with
+    ``onnx_options``: names, ``opset``). Nothing is written if a step fails.
+
+    Raises:
+        ValueError: ``dynamic`` (ncnn graphs are static here), or an input's batch is not 1.
+        RuntimeError: pnnx failed.
+
+    Returns:
+        The ONNX graph's input and output names (ncnn calls them ``in0``, ``out0``, ...).
+    """
+    import pnnx
+
+    path = _suffix(path, '.param', 'an ncnn graph (weights in .bin beside it)')
+    if dynamic:
+        raise ValueError('ncnn: dynamic=True, but pnnx freezes the exact-size resizes at the '
+                         'exported size: export ncnn with static shapes')
+    inputs = tuple(inputs)
+    if any(x.dim() != 4 or x.shape[0] != 1 for x in inputs):
+        raise ValueError('ncnn runs one (C, H, W) image per input: inputs must be 4-D with '
+                         f'batch 1, got {[tuple(x.shape) for x in inputs]}')
+    with tempfile.TemporaryDirectory() as tmp:
+        src, stem = os.path.join(tmp, 'model.onnx'), os.path.join(tmp, 'model')
+        names = export_onnx(module, inputs, src, **onnx_options)
+        shapes = ','.join('[' + ','.join(map(str, x.shape)) + ']' for x in inputs)
+        # Every output named: pnnx would otherwise write its own files beside the graph.
+        outs = dict(ncnnparam='.param', ncnnbin='.bin', ncnnpy='_ncnn.py',
+                    pnnxparam='.pnnx.param', pnnxbin='.pnnx.bin', pnnxpy='_pnnx.py',
+                    pnnxonnx='.pnnx.onnx')
+        done = subprocess.run([pnnx.EXEC_PATH, src, f'inputshape={shapes}', 'fp16=0']
+                              + [f'{k}={stem}{v}' for k, v in outs.items()],
+                              cwd=tmp, capture_output=True, text=True)
+        if done.returncode != 0 or not os.path.isfile(stem + '.param'):
+            raise RuntimeError(f'pnnx failed (exit {done.returncode}): '
+                               f'{(done.stderr or done.stdout).strip()[-2000:]}')
+        param = Path(stem + '.param').read_text()
+        for i, x in enumerate(inputs):  # the exported size as the Input layer's shape hint
+            _, c, h, w = x.shape
+            param = re.sub(rf'^(Input\s+\S+\s+0 1 in{i})$', rf'\1 0={w} 1={h} 2={c}', param,
+                           count=1, flags=re.M)
+        Path(stem + '.param').write_text(param)
+        shutil.move(stem + '.bin', path.with_suffix('.bin'))
+        shutil.move(stem + '.param', path)
+    return names
+
+
+def _ncnn_layers(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(layer type, the rest of its line)`` per layer of an ncnn ``.param``."""
+    lines = Path(path).read_text().splitlines()[2:]  # magic number; layer and blob counts
+    return [(line.split()[0], line) for line in lines if line.strip()]
+
+
+def ncnn_op_counts(path: str | os.PathLike) -> Counter:
+    """How many layers of each type the ncnn graph at ``path`` holds (inputs and the
+    ``Split`` layers that fan a blob out left out)."""
+    return Counter(kind for kind, _ in _ncnn_layers(path) if kind not in ('Input', 'Split'))
+
+
+def _by_index(names: Sequence[str]) -> list[str]:
+    return sorted(names, key=lambda n: int(re.sub(r'\D', '', n) or 0))
+
+
+class NcnnModel(ExportedModel):
+    """An ncnn graph (``.param`` + ``.bin``) on CPU, FP32, static shapes and batch 1
+    (:func:`export_ncnn`); ``model(*inputs)`` takes and returns ``(1, C, H, W)`` arrays.
+    ncnn has no profiler: :meth:`profile` gives wall times and no nodes."""
+    runtime = 'ncnn'
+
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None,
+                 profile: bool = False) -> None:
+        import ncnn
+
+        super().__init__(path, threads, profile)
+        self._net = ncnn.Net()
+        opt = self._net.opt
+        opt.use_vulkan_compute = False
+        opt.use_fp16_storage = opt.use_fp16_arithmetic = opt.use_fp16_packed = False
+        opt.use_bf16_storage = False
+        if threads is not None:
+            opt.num_threads = threads
+        weights = Path(self.path).with_suffix('.bin')
+        if self._net.load_param(self.path) != 0 or self._net.load_model(os.fspath(weights)):
+            raise RuntimeError(f'ncnn could not load {self.path} and {os.fspath(weights)}')
+        self.input_names = _by_index(self._net.input_names())
+        self.output_names = _by_index(self._net.output_names())
+        hints = {}
+        for kind, line in _ncnn_layers(self.path):
+            if kind == 'Input':
+                fields = dict(f.split('=') for f in line.split()[5:])
+                hints[line.split()[4]] = tuple(int(fields.get(k, -1)) for k in '210')
+        self.input_shapes = [(1, ) + tuple(d if d > 0 else None for d in hints[n])
+                             for n in self.input_names]
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import ncnn
+
+        extractor = self._net.create_extractor()
+        for name, x in zip(self.input_names, arrays):
+            extractor.input(name, ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)))
+        outputs = []
+        for name in self.output_names:
+            ret, mat = extractor.extract(name)
+            if ret != 0:
+                raise RuntimeError(f'ncnn: extracting {name!r} from {self.path} failed ({ret})')
+            outputs.append(np.array(mat)[None])
+        return outputs
+
+
+def _mnn_convert(onnx_path: str, out: str) -> None:
+    import _tools  # MNN's converter extension, without the mnnconvert script's upload
+
+    _tools.mnnconvert(['mnnconvert', '-f', 'ONNX', '--modelFile', onnx_path, '--MNNModel', out,
+                       '--bizCode', 'rfcr'])
+    if not os.path.isfile(out):  # it reports success whatever happened
+        raise RuntimeError(f'MNN could not convert the ONNX graph {onnx_path} (see its log)')
+
+
+def export_mnn(module: nn.Module, inputs: Sequence[Tensor], path: str | os.PathLike,
+               **onnx_options) -> tuple[list[str], list[str]]:
+    """Export ``module`` to an MNN model ``path`` (``.mnn``, FP32), converted by MNN from
+    the ONNX graph (:func:`export_onnx`, with ``onnx_options``: names, ``dynamic``,
+    ``opset``). Nothing is written if a step fails.
+
+    Returns:
+        The input and output names.
+    """
+    path = _suffix(path, '.mnn', 'an MNN model')
+    with tempfile.TemporaryDirectory() as tmp:
+        src, staged = os.path.join(tmp, 'model.onnx'), os.path.join(tmp, 'model.mnn')
+        names = export_onnx(module, inputs, src, **onnx_options)
+        _mnn_convert(src, staged)
+        shutil.move(staged, path)
+    return names
+
+
+def mnn_op_counts(path: str | os.PathLike) -> Counter:
+    """How many operations of each type the MNN model at ``path`` holds (inputs and
+    constants left out)."""
+    from MNN import expr
+
+    return Counter(v.op_type for v in expr.load_as_list(os.fspath(path))
+                   if v.op_type not in ('Input', 'Const'))
+
+
+class MnnModel(ExportedModel):
+    """An MNN model (``.mnn``) on MNN's CPU backend, FP32 (``precision='high'``).
+    MNN's module API has no per-op profiler: :meth:`profile` gives wall times and no
+    nodes."""
+    runtime = 'mnn'
+
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None,
+                 profile: bool = False) -> None:
+        import MNN
+
+        super().__init__(path, threads, profile)
+        config = {'backend': 'CPU', 'precision': 'high'}
+        if threads is not None:
+            config['numThread'] = threads
+        manager = MNN.nn.create_runtime_manager((config, ))
+        self._module = MNN.nn.load_module_from_file(self.path, [], [],
+                                                    runtime_manager=manager)
+        info = self._module.get_info()
+        self.input_names = list(info['inputNames'])
+        self.output_names = list(info['outputNames'])
+        shapes = [tuple(d if d >= 0 else None for d in v.shape) for v in info['inputs']]
+        # The converter records batch 1 for a graph whose batch, height and width are all
+        # dynamic (rfcr-export --dynamic); such a graph runs any batch.
+        self.input_shapes = [(None, ) + s[1:] if None in s else s for s in shapes]
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        from MNN import expr
+
+        outputs = self._module.forward([expr.const(x, list(x.shape), expr.NCHW)
+                                        for x in arrays])
+        return [np.array(expr.convert(o, expr.NCHW).read(), copy=True) for o in outputs]
+
+
+def cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU (TensorRT builds and runs its engines on one)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def export_tensorrt(module: nn.Module, inputs: Sequence[Tensor], path: str | os.PathLike,
+                    dynamic: bool = False, **onnx_options) -> tuple[list[str], list[str]]:
+    """Build a TensorRT engine ``path`` (``.engine``, FP32, TF32 off) for this machine's
+    GPU from the ONNX graph (:func:`export_onnx`, with ``onnx_options``); with ``dynamic``,
+    its optimization profile spans 1/4 to 2x the example height and width and batch 1 to
+    2x the example's.
+
+    Raises:
+        RuntimeError: no CUDA GPU, or TensorRT could not parse or build the graph.
+    """
+    if not cuda_available():
+        raise RuntimeError('TensorRT needs a CUDA GPU: torch.cuda.is_available() is False')
+    import tensorrt as trt
+
+    path = _suffix(path, '.engine', 'a TensorRT engine')
+    inputs = tuple(inputs)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, 'model.onnx')
+        names = export_onnx(module, inputs, src, dynamic=dynamic, **onnx_options)
+        if not parser.parse_from_file(src):
+            errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f'TensorRT could not parse the ONNX graph: {errors}')
+    config = builder.create_builder_config()
+    config.clear_flag(trt.BuilderFlag.TF32)  # FP32 arithmetic, as the other runtimes
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        for name, x in zip(names[0], inputs):
+            n, c, h, w = x.shape
+            profile.set_shape(name, (1, c, max(h // 4, 1), max(w // 4, 1)), tuple(x.shape),
+                              (2 * n, c, 2 * h, 2 * w))
+        config.add_optimization_profile(profile)
+    engine = builder.build_serialized_network(network, config)
+    if engine is None:
+        raise RuntimeError('TensorRT could not build an engine from the ONNX graph')
+    path.write_bytes(bytes(engine))
+    return names
+
+
+class TensorRTModel(ExportedModel):
+    """A TensorRT engine (:func:`export_tensorrt`) on the GPU: inputs are copied to the
+    GPU, outputs back to numpy (the copies are part of each timed call)."""
+    runtime = 'tensorrt'
+
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None,
+                 profile: bool = False) -> None:
+        if not cuda_available():
+            raise RuntimeError('TensorRT needs a CUDA GPU: torch.cuda.is_available() is False')
+        import tensorrt as trt
+
+        super().__init__(path, threads, profile)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = runtime.deserialize_cuda_engine(Path(self.path).read_bytes())
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
+                    for n in names}
+        self.input_names = [n for n in names if is_input[n]]
+        self.output_names = [n for n in names if not is_input[n]]
+        self.input_shapes = [tuple(d if d >= 0 else None for d in self._engine.get_tensor_shape(n))
+                             for n in self.input_names]
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        stream = torch.cuda.current_stream()
+        feeds = [torch.from_numpy(np.asarray(x, dtype=np.float32)).cuda() for x in arrays]
+        for name, x in zip(self.input_names, feeds):
+            self._context.set_input_shape(name, tuple(x.shape))
+            self._context.set_tensor_address(name, x.data_ptr())
+        outputs = []
+        for name in self.output_names:
+            out = torch.empty(tuple(self._context.get_tensor_shape(name)), device='cuda')
+            self._context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        if not self._context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f'TensorRT could not run {self.path}')
+        stream.synchronize()
+        return [o.cpu().numpy() for o in outputs]
+
+
+def tensorrt_op_counts(path: str | os.PathLike) -> Counter:
+    """TensorRT's engine does not list its layers by type: one entry, the engine."""
+    return Counter({'TensorRT engine': 1})
