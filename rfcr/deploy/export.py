@@ -33,7 +33,7 @@ from .conv import plain_conv
 
 __all__ = ['DEFAULT_OPSET', 'OnnxWrapper', 'detector_wrapper', 'export_onnx', 'export_openvino',
            'flatten_outputs', 'neck_wrapper', 'odd_pyramid_size', 'onnx_op_counts',
-           'openvino_op_counts', 'save_ir', 'tf_same_traceable']
+           'openvino_op_counts', 'save_ir', 'simplify_onnx', 'tf_same_traceable']
 
 DEFAULT_OPSET = 17
 
@@ -139,10 +139,20 @@ def export_onnx(module: nn.Module,
                 input_names: Optional[Sequence[str]] = None,
                 output_names: Optional[Sequence[str]] = None,
                 dynamic: bool = False,
-                opset: int = DEFAULT_OPSET) -> tuple[list[str], list[str]]:
+                opset: int = DEFAULT_OPSET,
+                simplify: bool = True) -> tuple[list[str], list[str]]:
     """Export ``module`` (called as ``module(*inputs)``, returning a flat tuple of tensors,
-    e.g. an :class:`OnnxWrapper`) to ``path`` in eval mode and check the file with
-    ``onnx.checker``.
+    e.g. an :class:`OnnxWrapper`) to ``path`` in eval mode, simplify the graph with
+    onnxslim and check the file with ``onnx.checker``.
+
+    The tracer records every size the exact-size pads and resizes read from a tensor as
+    arithmetic (``Shape``, ``Gather``, ``Cast``, ``Constant``, ``Identity`` ...): 802 nodes
+    for the 76 convs of a folded YOLO-ReT-M0.75. onnxslim folds what the input shapes fix
+    into constants and fuses constant pads into the convs: a static graph is then its
+    compute ops alone (208 nodes there), a dynamic one keeps only the size arithmetic that
+    depends on the dynamic axes (394 nodes). Edge converters (pnnx, onnx2tf) need the
+    folded sizes. Simplifying is exact (graph rewriting, no numerics change); tests compare
+    the simplified graph with PyTorch.
 
     Args:
         module: The module; it is put in eval mode and stays there. TensorFlow-"SAME"
@@ -155,6 +165,7 @@ def export_onnx(module: nn.Module,
         dynamic: Make the batch (axis 0), height and width (axes 2, 3 of 4-D tensors) of
             every input and output dynamic.
         opset: ONNX opset, at least 17.
+        simplify: Run onnxslim on the traced graph (``False``: the graph as traced).
 
     Returns:
         The input and output names.
@@ -185,8 +196,27 @@ def export_onnx(module: nn.Module,
         torch.onnx.export(module, inputs, os.fspath(path), dynamo=False, opset_version=opset,
                           input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic_axes, do_constant_folding=True)
+    if simplify:
+        simplify_onnx(path)
     onnx.checker.check_model(os.fspath(path))
     return input_names, output_names
+
+
+def simplify_onnx(path: str | os.PathLike) -> None:
+    """Simplify the ONNX graph ``path`` in place with onnxslim (constant folding, shape
+    arithmetic of fixed sizes folded, pads fused into convs, dead nodes removed), keeping
+    its input and output names, dynamic axes and metadata."""
+    import onnx
+    import onnxslim
+
+    model = onnx.load(os.fspath(path))
+    slim = onnxslim.slim(model)
+    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+    if names != ([i.name for i in slim.graph.input], [o.name for o in slim.graph.output]):
+        raise RuntimeError(f'onnxslim renamed the inputs or outputs of {os.fspath(path)}')
+    del slim.metadata_props[:]
+    slim.metadata_props.extend(model.metadata_props)
+    onnx.save(slim, os.fspath(path))
 
 
 def export_openvino(module: nn.Module,

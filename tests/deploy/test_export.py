@@ -1,13 +1,14 @@
 """ONNX export checked with ONNX Runtime: RFCR alone, the M0.75 detector, rfcr-export."""
 import copy
 
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
 from rfcr.deploy import switch_to_deploy
-from rfcr.deploy.export import (OnnxWrapper, export_onnx, neck_wrapper, odd_pyramid_size,
-                                onnx_op_counts)
+from rfcr.deploy.export import (OnnxWrapper, detector_wrapper, export_onnx, neck_wrapper,
+                                odd_pyramid_size, onnx_op_counts)
 from rfcr.deploy.runtime import verify_exported
 from rfcr.models import RFCR
 from rfcr.tools.export import run as rfcr_export
@@ -149,3 +150,35 @@ def test_tf_same_padding_exports_dynamically(deploy, tmp_path):
     results = verify_exported(path, OnnxWrapper(conv), [(torch.randn(1, 3, *s), ) for s in sizes])
     assert [r.output_shapes[0][-2:] for r in results] == [(5, 4), (5, 4), (8, 6), (3, 3)]
     assert all(r.max_abs_diff <= 1e-5 for r in results), results
+
+
+# What a detector computes: an exported graph should hold these and little else.
+COMPUTE_OPS = {'Conv', 'Gemm', 'MatMul', 'MaxPool', 'AveragePool', 'GlobalAveragePool',
+               'ReduceMean', 'Resize', 'Concat', 'Add', 'Sub', 'Mul', 'Clip', 'Relu',
+               'Sigmoid', 'HardSigmoid', 'HardSwish', 'LeakyRelu'}
+SIZE_ARITHMETIC = {'Shape', 'Gather', 'Cast', 'ConstantOfShape', 'Identity', 'Constant'}
+
+
+@pytest.mark.slow
+def test_static_export_holds_no_size_arithmetic(tmp_path):
+    """The static folded YOLO-ReT-M0.75 (COCO, 320): every fixed pad and resize size is a
+    constant (onnxslim), <= 1.3 nodes per compute op; the dynamic export stays dynamic and
+    keeps the size arithmetic it needs. The summary rfcr-export prints is what is counted."""
+    config = str(CONFIG)  # YOLO-ReT-M0.75, COCO
+    static = rfcr_export([config, str(tmp_path / 's.onnx'), '--deploy', '--verify'])
+    counts = static['op_counts']
+    compute = sum(n for op, n in counts.items() if op in COMPUTE_OPS)
+    assert counts['Conv'] == 76 and not set(counts) & SIZE_ARITHMETIC, counts
+    assert sum(counts.values()) <= 1.3 * compute, counts
+    dynamic = rfcr_export([config, str(tmp_path / 'd.onnx'), '--deploy', '--dynamic',
+                           '--verify'])
+    assert dynamic['op_counts']['Shape'] > 0  # sizes read from the input at run time
+    graph_input = onnx.load(tmp_path / 'd.onnx').graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in graph_input] == [
+        'batch', 3, 'input_height', 'input_width']
+    # Without simplifying, the tracer's arithmetic is all there.
+    model = switch_to_deploy(build_model(config))
+    export_onnx(detector_wrapper(model), (torch.rand(1, 3, 320, 320), ), tmp_path / 'r.onnx',
+                simplify=False)
+    raw = onnx_op_counts(tmp_path / 'r.onnx')
+    assert raw['Shape'] > 0 and sum(raw.values()) > 2 * sum(counts.values())
