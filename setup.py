@@ -8,7 +8,11 @@ exec(Path(__file__).with_name('rfcr').joinpath('version.py').read_text(), versio
 DEPLOY = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2', 'openvino>=2026.4,<2027',
           'nncf>=3.4,<3.5', 'onnxslim>=0.1.98',
           # ncnn (pnnx converts the ONNX graph) and MNN: rfcr.deploy.edge
-          'pnnx>=20261020', 'ncnn>=1.0.20261020', 'MNN>=3.6,<3.7']
+          'pnnx>=20261020', 'ncnn>=1.0.20261020', 'MNN>=3.6,<3.7',
+          # LiteRT: onnx2tf (1.28.8: the last release for Python 3.11 that pins nothing) and
+          # TensorFlow's converter, run by the LiteRT interpreter: rfcr.deploy.litert
+          'onnx2tf==1.28.8', 'onnx-graphsurgeon>=0.6', 'sng4onnx>=2.0', 'psutil',
+          'tensorflow-cpu==2.21.*', 'tf-keras==2.21.*', 'ai-edge-litert>=2.3,<2.4']
 
 setup(
     name='rfcr',
@@ -39,8 +43,9 @@ setup(
         # post-training quantization); versions these were tested with.
         'deploy': DEPLOY,
         'dev': ['pytest>=8', 'pytest-xdist', 'hypothesis>=6'] + DEPLOY + [
-            # Keras references for the converter tests, timm for its MobileNetV2 layout
-            'tensorflow-cpu==2.21.*', 'tf-keras==2.21.*', 'timm'],
+            # timm for its MobileNetV2 layout (TensorFlow, in DEPLOY, builds the Keras
+            # references of the converter tests)
+            'timm'],
     },
     entry_points={
         'console_scripts': [

@@ -20,7 +20,9 @@ TensorFlow without changing their versions (onnx2tf 1.28.8, the last release for
 Python 3.11 that pins nothing); litert-torch pulls JAX, transformers and torchao and
 downgrades ``typing_extensions``.
 
-Static shapes only: the resizes' sizes become constants. The file's 4-D inputs and
+Steps 2 and 3 run in a process of their own (:mod:`rfcr.deploy.litert_convert`): TensorFlow
+imported beside torch's inductor crashed the process. Static shapes only: the resizes'
+sizes become constants. The file's 4-D inputs and
 outputs are NHWC; :class:`LiteRTModel` takes and returns NCHW arrays (the transposes are
 part of each call, as for the other runtimes' copies).
 
@@ -37,10 +39,12 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -55,9 +59,7 @@ from .session import ExportedModel
 __all__ = ['LiteRTModel', 'export_litert', 'litert_op_counts', 'onnx_to_litert',
            'quantize_litert']
 
-# onnx2tf runs a 3-channel image model on this file of sample images (any values do), and
-# downloads it from GitHub unless it lies in the working directory.
-_ONNX2TF_SAMPLES = 'calibration_image_sample_data_20x128x128x3_float32.npy'
+_CONVERTER = str(Path(__file__).with_name('litert_convert.py'))  # run as a script
 _SIGNATURE = 'serving_default'
 
 
@@ -97,9 +99,7 @@ def onnx_to_litert(onnx_path: str | os.PathLike, path: str | os.PathLike,
         RuntimeError: onnx2tf or LiteRT's converter failed.
     """
     import onnx
-    import onnx2tf
     import onnxslim
-    import tensorflow as tf
 
     path = Path(path)
     if path.suffix != '.tflite':
@@ -115,45 +115,21 @@ def onnx_to_litert(onnx_path: str | os.PathLike, path: str | os.PathLike,
         raise ValueError(f'batches calibrate a graph with one input; {os.fspath(onnx_path)} '
                          f'has {len(graph.graph.input)}')
     slim = onnxslim.slim(graph, input_shapes=_static_shapes(graph.graph, batches))
-    input_names = [i.name for i in slim.graph.input]
-    output_names = [o.name for o in slim.graph.output]
+    names = dict(inputs=[i.name for i in slim.graph.input],
+                 outputs=[o.name for o in slim.graph.output])
     with tempfile.TemporaryDirectory(prefix='rfcr-litert-') as tmp:
-        src = os.path.join(tmp, 'model.onnx')
-        onnx.save(slim, src)
-        np.save(os.path.join(tmp, _ONNX2TF_SAMPLES),
-                np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-        try:
-            with contextlib.chdir(tmp):
-                # The Keras model alone: saving it as a SavedModel takes most of the time.
-                model = onnx2tf.convert(input_onnx_file_path=src, output_folder_path=tmp,
-                                        not_use_onnxsim=True, disable_model_save=True,
-                                        non_verbose=True)
-        except (Exception, SystemExit) as e:  # onnx2tf calls sys.exit on some failures
-            raise RuntimeError(f'onnx2tf could not convert {os.fspath(onnx_path)}: '
-                               f'{type(e).__name__}: {e}') from None
-
-        # The file's signature: the graph's input and output names.
-        @tf.function(input_signature=[tf.TensorSpec(x.shape, x.dtype, name=name)
-                                      for x, name in zip(model.inputs, input_names)])
-        def serve(*inputs):
-            outputs = model(list(inputs))
-            return dict(zip(output_names, outputs if len(output_names) > 1 else [outputs]))
-
-        converter = tf.lite.TFLiteConverter.from_concrete_functions(
-            [serve.get_concrete_function()], model)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        onnx.save(slim, os.path.join(tmp, 'model.onnx'))
+        Path(tmp, 'names.json').write_text(json.dumps(names))
         if batches is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([_nhwc(b)] for b in batches)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        try:
-            flatbuffer = converter.convert()
-        except Exception as e:
-            raise RuntimeError(f'LiteRT could not convert the TensorFlow model of '
-                               f'{os.fspath(onnx_path)}: {e}') from None
-        staged = os.path.join(tmp, 'model.tflite')
-        Path(staged).write_bytes(flatbuffer)
-        shutil.move(staged, path)
+            np.save(os.path.join(tmp, 'calib.npy'), np.stack(batches).astype(np.float32))
+        # TensorFlow in a process of its own (rfcr.deploy.litert_convert says why).
+        done = subprocess.run([sys.executable, _CONVERTER, tmp], capture_output=True,
+                              text=True)
+        if done.returncode != 0 or not os.path.isfile(os.path.join(tmp, 'model.tflite')):
+            lines = (done.stderr.strip() or done.stdout.strip() or 'no output').splitlines()
+            raise RuntimeError(f'LiteRT conversion of {os.fspath(onnx_path)} failed '
+                               f'(exit {done.returncode}): {lines[-1]}')
+        shutil.move(os.path.join(tmp, 'model.tflite'), path)
 
 
 def export_litert(module: nn.Module, inputs: Sequence[Tensor], path: str | os.PathLike,

@@ -47,6 +47,7 @@ from .export import export_onnx, export_openvino, onnx_op_counts, openvino_op_co
 from .edge import (MnnModel, NcnnModel, TensorRTModel, cuda_available, export_mnn,
                    export_ncnn, export_tensorrt, mnn_op_counts, ncnn_op_counts,
                    tensorrt_op_counts)
+from .litert import LiteRTModel, export_litert, litert_op_counts, quantize_litert
 from .session import ExportedModel, NodeTimes, OpenVinoModel, OrtModel
 
 __all__ = ['EAGER', 'EXPORTED_RUNTIMES', 'EXPORT_FORMATS', 'FILE_RUNTIMES', 'FILE_SUFFIXES',
@@ -325,6 +326,14 @@ RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (
             install="the MNN package (pip install 'rfcr[deploy]')",
             packages=('onnx', 'MNN'), suffixes=('.mnn', ), file_kind='MNN model',
             format='mnn', export=export_mnn, load=MnnModel, op_counts=mnn_op_counts),
+    Runtime('litert', 'LiteRT',
+            'the onnxslim-folded ONNX graph converted by onnx2tf (NHWC) and LiteRT\'s converter, '
+            'LiteRT interpreter (XNNPACK) CPU, static shapes, FP32',
+            install="onnx2tf, tensorflow, tf-keras and ai-edge-litert (pip install 'rfcr[deploy]')",
+            packages=('onnx', 'onnxslim', 'onnx2tf', 'tensorflow', 'ai_edge_litert'),
+            suffixes=('.tflite', ), file_kind='LiteRT model', format='litert',
+            export=export_litert, load=LiteRTModel, op_counts=litert_op_counts,
+            quantize=quantize_litert),
     Runtime('tensorrt', 'TensorRT',
             'an engine built from the ONNX graph for the CUDA GPU it runs on, FP32',
             install='a CUDA GPU and the tensorrt package',

@@ -13,8 +13,6 @@ from rfcr.deploy.litert import (LiteRTModel, export_litert, litert_op_counts, on
 from rfcr.utils.config import build_model
 from tests.deploy.test_fold import CONFIG, randomize
 
-pytest.importorskip('onnx2tf')
-pytest.importorskip('ai_edge_litert')
 
 
 @pytest.fixture(scope='module')

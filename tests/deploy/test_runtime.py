@@ -157,7 +157,8 @@ def test_exported_model_refuses_bad_input(neck, tmp_path):
                                          r"rfcr.xml"):
         load_exported(tmp_path / 'rfcr.xml', 'onnxruntime')
     with pytest.raises(ValueError, match=r"runtime must be one of \('onnxruntime', "
-                                         r"'openvino', 'ncnn', 'mnn', 'tensorrt'\), got 'tvm'"):
+                                         r"'openvino', 'ncnn', 'mnn', 'litert', 'tensorrt'\), "
+                                         r"got 'tvm'"):
         load_exported(path, 'tvm')
     with pytest.raises(RuntimeError, match=r'was not loaded with profile=True'):
         model.node_times(model.feeds(feats), 1)
@@ -171,11 +172,11 @@ def test_exported_model_refuses_bad_input(neck, tmp_path):
 def test_unknown_runtimes_are_refused(neck):
     feats = pyramid((32, 32), CHANNELS, batch=1)
     with pytest.raises(ValueError, match=r"runtime must be one of \('eager', 'onnxruntime', "
-                                         r"'openvino', 'compile', 'ncnn', 'mnn', 'tensorrt'\), "
-                                         r"got 'tvm'"):
+                                         r"'openvino', 'compile', 'ncnn', 'mnn', 'litert', "
+                                         r"'tensorrt'\), got 'tvm'"):
         get_runtime('tvm')
     with pytest.raises(ValueError, match=r"runtime must be one of \('onnxruntime', "
-                                         r"'openvino'\), got 'compile'"):
+                                         r"'openvino', .*'litert'.*\), got 'compile'"):
         get_runtime('compile', table.QUANTIZE_RUNTIMES)
     with pytest.raises(ValueError, match=r"an OpenVINO IR is a .xml file"):
         export_openvino(neck, feats, 'rfcr.onnx')
@@ -191,10 +192,11 @@ def test_the_table_says_what_each_runtime_is():
             assert rt.load.runtime == name  # the loaded model says which runtime runs it
         assert rt.quantize is None or rt.load is not None
     assert table.EXPORTED_RUNTIMES[:3] == ('onnxruntime', 'openvino', 'compile')
-    assert table.FILE_RUNTIMES[:2] == table.QUANTIZE_RUNTIMES == ('onnxruntime', 'openvino')
+    assert table.FILE_RUNTIMES[:2] == table.QUANTIZE_RUNTIMES[:2] == ('onnxruntime', 'openvino')
+    assert 'litert' in table.QUANTIZE_RUNTIMES and 'ncnn' not in table.QUANTIZE_RUNTIMES
     assert table.FILE_SUFFIXES[:2] == ('.onnx', '.xml')
     assert [table.default_runtime(f'm{s}') for s in table.FILE_SUFFIXES] == [
-        'onnxruntime', 'openvino', 'ncnn', 'mnn', 'tensorrt']
+        'onnxruntime', 'openvino', 'ncnn', 'mnn', 'litert', 'tensorrt']
 
 
 @pytest.mark.parametrize('tool, flag, names', [
