@@ -22,8 +22,8 @@ demo:
 	$(VENV)/bin/rfcr-train $(DEMO_CONFIG) --work-dir $(DEMO_WORK)
 
 ## bench: rfcr-bench on the suite benchmarks/suite.py (no data, no GPU) on eager PyTorch and every
-## runtime installed (ONNX Runtime, OpenVINO, torch.compile), with profiles of every target not
-## met -> docs/bench/
+## runtime installed (ONNX Runtime, OpenVINO, torch.compile, ncnn, MNN, LiteRT), with profiles
+## of every target not met -> docs/bench/
 bench:
 	$(VENV)/bin/rfcr-bench --suite benchmarks/suite.py --runtime installed --profile \
 		--out-dir docs/bench

@@ -1,6 +1,6 @@
-"""rfcr-bench's default suite: what to compare and the paper's claims to check (no data, no
-GPU, random weights). ``rfcr-bench`` reads ``SUITE`` from this file (``--suite FILE`` for
-another one, ``--groups`` for some of its groups).
+"""rfcr-bench's suite: what to compare and the paper's claims to check (no data, no GPU,
+random weights). ``rfcr-bench --suite benchmarks/suite.py`` reads ``SUITE`` from this file
+(``--groups`` for some of its groups; ``make bench`` runs it all).
 
 Groups, each timed in one interleaved run:
 
@@ -12,12 +12,15 @@ Groups, each timed in one interleaved run:
 - deploy: detectors and necks again, every one folded for inference with
   ``rfcr.deploy.switch_to_deploy`` (BN into convs for mmdet's and the port's too;
   YOLO-ReT's linear maps composed);
+- end2end: folded YOLO-ReT-M0.75 (COCO) model only (raw maps) and end to end
+  (``rfcr.deploy.end2end.End2End``: uint8 image in, preprocessing, model, decoding and NMS,
+  boxes out), made to detect as a trained model does;
 - efficientnet, efficientnet-deploy: at 13/10 of ``--input-size`` (416 at 320), the full
   EfficientNet-B3 + FPN/PAN, the truncated one + RFCR and YOLO-ReT-EB3 (COCO heads), as
   built and all three folded.
 
 Like is compared with like: the first groups run every model as built, the deploy groups
-every model folded. Paths are relative to the repository root this file sits in.
+(and end2end) every model folded. Paths are relative to the repository root this file sits in.
 """
 from __future__ import annotations
 
@@ -27,9 +30,11 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from rfcr.analysis.benchmark import BEST, Candidate, Group, Suite, Target, image
 from rfcr.deploy import switch_to_deploy
+from rfcr.deploy.end2end import End2End
 from rfcr.utils.config import build_model
 from seed_port_rfcr import SeedPortRFCR  # rfcr-bench puts this file's folder on sys.path
 
@@ -165,7 +170,9 @@ def deploy_group() -> Group:
         'deploy', baseline=yolov3, repeats=60,
         note='every model folded for inference by rfcr.deploy.switch_to_deploy: BN into the '
              'convs for all (mmdet\'s and the seed port\'s too, so the comparison is fair), '
-             'YOLO-ReT\'s linear maps composed; COCO heads. Necks on the M0.75 pyramid.',
+             'YOLO-ReT\'s linear maps composed; COCO heads. Necks on the M0.75 pyramid. The '
+             'targets are checked on eager and on every runtime that ran (ncnn, MNN and '
+             'LiteRT included), and on each model\'s fastest.',
         candidates=[
             detector(yolov3, 'mmdet', MMDET_YOLOV3, fold=True),
             detector(ssdlite, 'mmdet', MMDET_SSDLITE, fold=True),
@@ -193,6 +200,97 @@ def deploy_targets() -> list[Target]:
     ]
 
 
+def uint8_image(batch: int, size: tuple[int, int]) -> tuple:
+    """An end-to-end graph's input: a random uint8 image batch (BGR, as mmdet loads it)."""
+    return (torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8), )
+
+
+def detecting(path: str, seed: int = 0) -> nn.Module:
+    """The detector of config ``path`` (YOLOv3-style head), random (``seed``) but made to
+    detect as a trained one does, so that decoding and NMS do a trained model's work:
+    BN statistics of random images (features neither vanish nor blow up), prediction
+    convs scaled to read them (objectness and class logits of spread O(1), box offsets of
+    less, so boxes stay near their anchors) and negative biases (most anchors unlikely).
+    With the config's test_cfg (mAP thresholds: conf_thr 0.005, score_thr 0.05), a random
+    320x320 image then gives about 5000 of the 6300 anchors above conf_thr and far more
+    than nms_pre (1000) (anchor, class) candidates: NMS gets nms_pre of them, the most
+    these thresholds ever give it, and max_per_img (100) come out. The same idea as
+    tests/deploy/test_end2end.py's detector."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(str(REPO / path))
+        images = uint8_image(4, (320, 320))[0]
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # running statistics = those of the one batch below
+    model.train()
+    with torch.no_grad():
+        model(End2End(model).preprocess(images), mode='tensor')
+    model.eval()
+    head = model.bbox_head
+    with torch.no_grad():
+        for conv in head.convs_pred:
+            w = conv.weight.view(head.num_base_priors, head.num_attrib, -1)
+            w[:, :4] *= 3
+            w[:, 4:] *= 20
+            bias = conv.bias.view(head.num_base_priors, head.num_attrib)
+            bias[:, 4] = -2.0  # objectness
+            bias[:, 5:] = -1.0  # class scores
+    return model
+
+
+def folded_detecting(path: str) -> nn.Module:
+    """:func:`detecting`'s model, folded: the model-only row of the end2end group."""
+    return switch_to_deploy(detecting(path))
+
+
+def folded_end2end(path: str) -> nn.Module:
+    """:func:`detecting`'s model (the same weights), folded, end to end."""
+    return End2End(switch_to_deploy(detecting(path)))
+
+
+# Where End2End's graph does not run, and why (each tried, rfcr 0.1.0; what it gives).
+END2END_NOT_ON = {
+    'ncnn': 'pnnx refuses the uint8 image input (rfcr.deploy.edge declares float32 shapes); '
+            'ncnn has no NonMaxSuppression layer',
+    'mnn': "MNN converts the graph, but rfcr.deploy.edge's MNN session feeds float32 only "
+           "(uint8 images: 'numpy type does not match')",
+    'litert': "onnx2tf 1.28.8 fails on the graph's TopK (its K, a 1-element tensor, under "
+              'NumPy 2)',
+}
+
+
+def end2end_group() -> Group:
+    model, end2end = 'YOLO-ReT-M0.75 model only (folded)', 'YOLO-ReT-M0.75 end to end (folded)'
+    return Group(
+        'end2end', baseline=model, repeats=60,
+        note='what an image costs at batch 1, as ultralytics and PicoDet publish speed: '
+             'folded YOLO-ReT-M0.75 (COCO) model only (float input, raw maps, as in deploy) '
+             'vs end to end (rfcr.deploy.end2end.End2End: uint8 image in, normalization, '
+             'forward, YOLOv3 decoding, the config\'s test_cfg thresholds and '
+             'NonMaxSuppression inside, boxes out), the same weights, in the same rounds. '
+             'Random weights would give no boxes or all of them, so the model is made to '
+             'detect as a trained one does (benchmarks/suite.py detecting(): BN statistics '
+             'of random images, scaled prediction convs): more candidates pass the thresholds '
+             'than nms_pre, so NMS gets nms_pre (1000), its most at these thresholds (an '
+             'upper bound of its cost), and max_per_img (100) come out. Not run on ncnn, MNN and LiteRT (the cells say '
+             'why); torch.compile tries, but torch.export does not capture NMS\'s '
+             'data-dependent output size.',
+        candidates=[
+            Candidate(model, 'YOLO-ReT', partial(folded_detecting, YOLORET_M075), image,
+                      source=YOLORET_M075),
+            Candidate(end2end, 'YOLO-ReT end to end', partial(folded_end2end, YOLORET_M075),
+                      uint8_image, source=YOLORET_M075, not_on=END2END_NOT_ON),
+        ])
+
+
+def end2end_targets() -> list[Target]:
+    model, end2end = 'YOLO-ReT-M0.75 model only (folded)', 'YOLO-ReT-M0.75 end to end (folded)'
+    return [Target('end to end adds <= 25% to model-only at 320', 'end2end', end2end, model,
+                   '<=', 1.25, runtime=rt) for rt in ('onnxruntime', 'openvino')]
+
+
 def efficientnet_group(fold: bool = False) -> Group:
     """The EfficientNet-B3 models as built or (``fold``) every one folded."""
     suffix = ' (folded)' if fold else ''
@@ -211,5 +309,7 @@ def efficientnet_group(fold: bool = False) -> Group:
 # Targets are stated on eager; rfcr-bench checks them again on every --runtime.
 SUITE = Suite(
     groups=[ablation_group('0.75'), ablation_group('1.4'), detectors_group(), necks_group(),
-            deploy_group(), efficientnet_group(), efficientnet_group(fold=True)],
-    targets=ablation_targets('0.75') + ablation_targets('1.4') + deploy_targets())
+            deploy_group(), end2end_group(), efficientnet_group(),
+            efficientnet_group(fold=True)],
+    targets=ablation_targets('0.75') + ablation_targets('1.4') + deploy_targets()
+    + end2end_targets())

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..deploy.export import OnnxWrapper
 from ..deploy.runtime import (EAGER, EXPORTED_RUNTIMES, FILE_RUNTIMES, RUNTIMES, Runner,
-                              default_runtime, get_runtime, load_exported)
+                              TorchRunner, default_runtime, get_runtime, load_exported)
 from ..utils.config import parameter_counts
 from .flops import count_macs
 from .profile import Profile, profile_runner
@@ -69,6 +69,8 @@ class Candidate:
         call: ``(model, inputs) -> outputs``; default ``model(*inputs)``.
         source: Where it comes from (config path), for the record.
         ref: Row it is compared to; default: the group's baseline.
+        not_on: Runtimes it is not run on, each with why (e.g. an op the runtime lacks):
+            the tables say so instead of trying.
     """
     name: str
     family: str
@@ -77,6 +79,7 @@ class Candidate:
     call: Callable[[nn.Module, tuple], Any] = call_model
     source: str = ''
     ref: Optional[str] = None
+    not_on: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,9 +206,9 @@ def profile_candidate(cand: Candidate, runtime: str, settings: Settings,
                       memory_format: str = 'contiguous',
                       runner: Optional[Runner] = None) -> Profile:
     """Where ``cand``'s time goes on ``runtime``: ``runner``, the one that was timed
-    (nothing is exported again), or else one built as :func:`exported_runner` builds it
-    (eager: in ``memory_format``) and warmed up, profiled by
-    :func:`rfcr.analysis.profile.profile_runner`."""
+    (:func:`run_group`'s ``runners``; nothing is exported again), or else one built as
+    :func:`exported_runner` builds it (eager: in ``memory_format``) and warmed up,
+    profiled by :func:`rfcr.analysis.profile.profile_runner`."""
     if runner is None:
         model = cand.build()
         model.eval()
@@ -227,13 +230,18 @@ def _params_by_part(model: nn.Module) -> dict:
 
 
 def run_group(group: Group, settings: Settings,
-              progress: Optional[Callable[[str, int], None]] = None
+              progress: Optional[Callable[[str, int], None]] = None,
+              runners: Optional[dict[tuple[str, str, str], Runner]] = None
               ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]]]:
     """Measure every candidate of ``group`` with ``settings.threads`` threads (the
     process's count is restored after); rows in candidate order, plus raw timings.
 
     ``progress(message, steps)`` is told of each step done, a step being one forward
     pass (preparing a candidate counts as one per memory format): see :func:`num_steps`.
+    ``runners``, if given, receives the runners that were timed, ``(group, candidate,
+    variant) -> Runner`` (what :func:`profile_candidate` profiles without exporting again);
+    otherwise they go with the group. They hold models, sessions and files: keep them only
+    as long as needed.
 
     Returns:
         ``(rows, times)``: a :class:`BenchRow` per candidate and, per candidate,
@@ -243,15 +251,17 @@ def run_group(group: Group, settings: Settings,
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
-        return _run_group(group, settings, progress or (lambda msg, steps: None))
+        return _run_group(group, settings, progress or (lambda msg, steps: None),
+                          {} if runners is None else runners)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], None]
+def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], None],
+               kept: dict[tuple[str, str, str], Runner]
                ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]]]:
     device = torch.device(settings.device)
-    rows, runners, prepared = [], {}, {}
+    rows, runners = [], {}
     for cand in group.candidates:
         row = BenchRow(group.name, cand.name, cand.family, cand.source,
                        cand.ref or group.baseline)
@@ -266,14 +276,16 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
                 m = model if len(settings.formats) == 1 else copy.deepcopy(model)
                 m = m.to(device, memory_format=MEMORY_FORMATS[fmt])
                 x = _to(inputs, device, MEMORY_FORMATS[fmt])
-                with torch.inference_mode():
-                    cand.call(m, x)  # fails here, not in the timed loop
-                runners[(cand.name, fmt)] = (lambda m=m, x=x, call=cand.call: call(m, x))
-                prepared.setdefault(cand.name, []).append(fmt)
+                runner = TorchRunner(partial(cand.call, m), (x, ))
+                runner()  # fails here, not in the timed loop
+                runners[(cand.name, fmt)] = runner
         except Exception as e:  # a user's config may not build or run: report, go on
             row.error = f'{type(e).__name__}: {e}'
         else:
             for rt in settings.runtimes:
+                if rt in cand.not_on:
+                    row.runtimes_not_run[rt] = cand.not_on[rt]
+                    continue
                 try:
                     runners[(cand.name, rt)] = exported_runner(
                         rt, cand, copy.deepcopy(model).to(memory_format=torch.contiguous_format),
@@ -294,7 +306,10 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
         name, variant = key.split('|')
         times.setdefault(name, {})[variant] = ts
     for name, t in times.items():  # eager: the faster memory format's timings
-        t[EAGER] = t[best_format({f: t[f] for f in settings.formats if f in t})]
+        fmt = best_format({f: t[f] for f in settings.formats if f in t})
+        t[EAGER] = t[fmt]
+        runners[(name, EAGER)] = runners[(name, fmt)]
+    kept.update({(group.name, *key): runner for key, runner in runners.items()})
 
     for row in rows:
         name = row.name
@@ -334,7 +349,8 @@ def _ratio(a: Sequence[float], b: Sequence[float]) -> dict:
 def num_steps(group: Group, settings: Settings) -> int:
     """Forward passes :func:`run_group` reports to ``progress`` (if every candidate runs)."""
     n = len(group.candidates)
-    per_round = n * (len(settings.formats) + len(settings.runtimes))
+    per_round = sum(len(settings.formats) + sum(rt not in c.not_on for rt in settings.runtimes)
+                    for c in group.candidates)
     return n * len(settings.formats) + per_round * (settings.warmup
                                                     + (settings.repeats or group.repeats))
 

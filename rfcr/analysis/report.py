@@ -27,6 +27,8 @@ RATIO_NOTE = ('x ref: median over rounds of (this row / its reference row), both
 # group holds the model as built).
 RUNTIME_NAMES = {name: rt.label for name, rt in RUNTIMES.items()}
 RUNTIME_HOW = {name: rt.how for name, rt in RUNTIMES.items()}
+# Runtimes made for ARM phones and boards: on this x86 machine they run their x86 kernels.
+ARM_RUNTIMES = ('ncnn', 'mnn', 'litert')
 
 
 @dataclass
@@ -53,6 +55,7 @@ class BenchRow:
     # runtime -> {latency_ms, speedup_vs_eager, ratio_vs_ref (if the ref ran there)}
     runtimes: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     runtime_errors: dict[str, str] = field(default_factory=dict)
+    runtimes_not_run: dict[str, str] = field(default_factory=dict)  # runtime -> why not
     best_runtime: Optional[str] = None  # 'eager' or the runtime with the lowest median
     peak_memory_mib: Optional[float] = None
     error: Optional[str] = None
@@ -112,7 +115,8 @@ def _runtime_table(group: str, rows: Sequence[BenchRow]) -> list[str]:
     """Each model's latency per runtime, its ratio to the group's reference on the same
     runtime, and its fastest runtime; nothing if no runtime besides eager ran."""
     runtimes = [rt for rt in EXPORTED_RUNTIMES
-                if any(rt in r.runtimes or rt in r.runtime_errors for r in rows)]
+                if any(rt in r.runtimes or rt in r.runtime_errors or rt in r.runtimes_not_run
+                       for r in rows)]
     if not runtimes:
         return []
     names = ', '.join(RUNTIME_NAMES.get(rt, rt) for rt in runtimes)
@@ -131,13 +135,18 @@ def _runtime_table(group: str, rows: Sequence[BenchRow]) -> list[str]:
         for rt in runtimes:
             entry = r.runtimes.get(rt)
             if entry is None:
-                error = r.runtime_errors.get(rt, 'not run')
-                cells += [f'failed: {error[:80]}', '-']
+                cells += [f'not run: {r.runtimes_not_run[rt]}' if rt in r.runtimes_not_run
+                          else f'failed: {r.runtime_errors.get(rt, "not run")[:80]}', '-']
                 continue
             cells += [f'{entry["latency_ms"]["median"]:.2f}',
                       _ratio_cell(entry.get('ratio_vs_ref'), r.ref == r.name)]
         best = RUNTIME_NAMES.get(r.best_runtime, r.best_runtime or '-')
         lines.append(f'| {r.name} | ' + ' | '.join(cells) + f' | {best} |')
+    arm = [RUNTIME_NAMES.get(rt, rt) for rt in runtimes if rt in ARM_RUNTIMES]
+    if arm:
+        lines += ['', f'{", ".join(arm)}: runtimes made for ARM CPUs, run here on this '
+                  'machine\'s CPU (see the line under the tables): x86 numbers of ARM '
+                  'runtimes, not ARM numbers.']
     return lines + ['']
 
 
@@ -183,8 +192,8 @@ def markdown(rows: Sequence[BenchRow], groups: Sequence[dict], targets: Sequence
         machine_line(meta),
         f'Input {meta["batch_size"]}x3x{meta["input_size"][0]}x{meta["input_size"][1]}, eager '
         'PyTorch, eval mode, torch.inference_mode(), random weights; latency of one forward '
-        f'pass (detectors: tensor mode, no pre/post-processing), median and p90 over '
-        f'{meta["repeats_note"]} interleaved rounds after {meta["warmup"]} warm-up rounds. '
+        'pass (detectors: tensor mode, no pre/post-processing unless the group says so), '
+        f'median and p90 over {meta["repeats_note"]} interleaved rounds after {meta["warmup"]} warm-up rounds. '
         'format: the faster memory format (CL channels_last, CF contiguous) and, in brackets, '
         'how many times faster channels_last ran than contiguous. peak MiB: memory allocated '
         'during the forward pass beyond weights and input.',

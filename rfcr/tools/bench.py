@@ -1,13 +1,13 @@
 """``rfcr-bench``: parameters, MACs, latency and peak memory of detectors and necks, side
 by side, with ratios measured in one interleaved run.
 
-What to compare is a suite file (``--suite``, default: benchmarks/suite.py of the
-repository checkout, the paper's ablation, the swap-ins, the necks, the folded models and
-EfficientNet-B3; no data, no GPU, random weights): a Python file whose ``SUITE`` is a
-:class:`rfcr.analysis.benchmark.Suite`, groups of candidates and the targets (claims)
-checked on them. ``--groups`` runs some of its groups; ``--configs`` benchmarks mmdet
-configs instead (the first, or ``--baseline``, is the reference); ``--models`` times
-exported files (e.g. FP32 and INT8 from ``rfcr-quantize``).
+What to compare is given explicitly, one of: a suite file (``--suite FILE``: a Python file
+whose ``SUITE`` is a :class:`rfcr.analysis.benchmark.Suite`, groups of candidates and the
+targets (claims) checked on them; a checkout's benchmarks/suite.py holds the paper's
+ablation, the swap-ins, the necks, the folded models, end to end and EfficientNet-B3; no
+data, no GPU, random weights), ``--groups`` running some of its groups; ``--configs``,
+mmdet configs (the first, or ``--baseline``, is the reference); ``--models``, exported
+files (e.g. FP32 and INT8 from ``rfcr-quantize``).
 
 ``--runtime`` (ONNX Runtime, OpenVINO, torch.compile) runs every model of every group on
 each runtime too, in the same rounds as eager PyTorch, each compared with its reference on
@@ -20,11 +20,11 @@ same rounds.
 
 Examples::
 
-    rfcr-bench                                    # the default suite, eager only
-    rfcr-bench --groups necks --threads 1
-    rfcr-bench --groups detectors deploy --runtime onnxruntime   # + ONNX Runtime tables
-    rfcr-bench --runtime installed                # + every runtime installed (make bench)
-    rfcr-bench --groups deploy --runtime openvino compile --profile
+    rfcr-bench --suite benchmarks/suite.py        # a checkout's suite, eager only
+    rfcr-bench --suite benchmarks/suite.py --groups necks --threads 1
+    rfcr-bench --suite benchmarks/suite.py --groups detectors deploy --runtime onnxruntime
+    rfcr-bench --suite benchmarks/suite.py --runtime installed   # every runtime (make bench)
+    rfcr-bench --suite benchmarks/suite.py --groups deploy --runtime openvino compile --profile
     rfcr-bench --suite my_suite.py                # a suite of one's own
     rfcr-bench --models fp32.onnx int8.onnx fp32.xml int8.xml  # exported files, FP32 vs INT8
     rfcr-bench --configs mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py \\
@@ -39,7 +39,7 @@ import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 from mmengine.config import DictAction
@@ -47,12 +47,11 @@ from mmengine.config import DictAction
 from rfcr.analysis.benchmark import (FORMAT_CHOICES, BenchRow, Candidate, Group, Settings,
                                      Suite, finite_ratios, image, num_steps, run_group)
 from rfcr.analysis.latency import default_threads
-from rfcr.deploy.runtime import EXPORTED_RUNTIMES, RUNTIMES
+from rfcr.deploy.runtime import EXPORTED_RUNTIMES, RUNTIMES, Runner
 from rfcr.tools.summary import parse_size, positive_int
 from rfcr.utils.config import build_model
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SUITE = REPO / 'benchmarks' / 'suite.py'
 
 
 def load_suite(path: str | os.PathLike) -> Suite:
@@ -106,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='rfcr-bench', description=__doc__.split('\n\n')[0],
         epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--suite', metavar='FILE', default=str(DEFAULT_SUITE),
+    parser.add_argument('--suite', metavar='FILE',
                         help='a Python file defining SUITE, the groups and targets to run '
-                        '(default: benchmarks/suite.py of the repository, %(default)s)')
+                        '(see the examples below)')
     parser.add_argument('--groups', nargs='+', metavar='NAME',
                         help='only these groups of the suite: a name selects the group of '
                         'that name and those called NAME-... (e.g. necks deploy; ablation: '
@@ -159,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> dict:
     """:func:`main`, returning the results (what bench.json holds)."""
     args = build_parser().parse_args(argv)
+    given = [o for o, v in (('--suite', args.suite), ('--configs', args.configs),
+                            ('--models', args.models)) if v]
+    if len(given) != 1:
+        raise SystemExit('rfcr-bench: give what to benchmark, one of --suite FILE, --configs '
+                         f'CONFIG... or --models FILE...; got {" and ".join(given) or "none"}')
+    if args.groups and not args.suite:
+        raise SystemExit('rfcr-bench: --groups picks groups of a --suite FILE; got no --suite')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('rfcr-bench: --device cuda asked for, but CUDA is not available')
     if args.warmup < 0:
@@ -193,11 +199,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
         bar.set_description(message[:48])
         bar.update(steps)
 
-    rows, times = [], {}
+    asked = suite.targets_on(runtimes)
+    rows, times, profiles = [], {}, []
     for group in suite.groups:
-        group_rows, group_times = run_group(group, settings, progress)
+        timed = {} if args.profile else None  # the group's runners, kept to profile them
+        group_rows, group_times = run_group(group, settings, progress, timed)
         rows += group_rows
         times[group.name] = group_times
+        if args.profile:  # the group's targets not met, on the runners just timed
+            profiles += profile_unmet(suite, group_rows, [t.check(times) for t in asked
+                                                          if t.group == group.name],
+                                      settings, timed)
     bar.close()
 
     if hasattr(os, 'getloadavg'):
@@ -205,14 +217,13 @@ def run(argv: Sequence[str] | None = None) -> dict:
     meta['repeats_note'] = (str(settings.repeats) if settings.repeats else
                             '/'.join(sorted({str(g.repeats) for g in suite.groups})))
     meta['finite_ratios'] = finite_ratios(rows)
-    targets = [t.check(times) for t in suite.targets_on(runtimes)]
+    targets = [t.check(times) for t in asked]
     groups = [dict(name=g.name, baseline=g.baseline, note=g.note,
                    repeats=settings.repeats or g.repeats) for g in suite.groups]
     table = markdown(rows, groups, targets, meta)
     result = dict(meta=meta, groups=groups, rows=rows, targets=targets,
                   timings_s={g: {n: t for n, t in ts.items()} for g, ts in times.items()})
     if args.profile:
-        profiles = profile_unmet(suite, rows, targets, settings)
         result['profiles'] = [p.as_dict() for p in profiles]
         if profiles:
             from rfcr.analysis.profile import SHORT_NODE_US, format_profiles
@@ -237,9 +248,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
 def suite_asked(path: str, groups: Optional[Sequence[str]]) -> Suite:
     """``--suite``'s file, only ``--groups`` if given; what is wrong said as a CLI error."""
     if not Path(path).is_file():
-        hint = (' (the default suite lives in a repository checkout: run from one, or pass '
-                '--suite FILE, --configs or --models)' if Path(path) == DEFAULT_SUITE else '')
-        raise SystemExit(f'rfcr-bench: --suite {path}: no such file{hint}')
+        raise SystemExit(f'rfcr-bench: --suite {path}: no such file')
     suite = load_suite(path)
     try:
         return suite.select(groups) if groups else suite
@@ -248,9 +257,12 @@ def suite_asked(path: str, groups: Optional[Sequence[str]]) -> Suite:
 
 
 def profile_unmet(suite: Suite, rows: Sequence[BenchRow], targets: Sequence[dict],
-                  settings: Settings) -> list:
+                  settings: Settings,
+                  runners: Optional[Mapping[tuple[str, str, str], Runner]] = None) -> list:
     """Profiles of both rows of every target not met, each on the runtime it was judged
-    on (a ``best`` target: each row's best runtime), every (row, runtime) once."""
+    on (a ``best`` target: each row's best runtime), every (row, runtime) once: on the
+    runner that was timed where ``runners`` (``run_group``'s, ``(group, row, runtime) ->
+    Runner``) has it, else on one built anew."""
     from rfcr.analysis.benchmark import profile_candidate
     candidates = {(g.name, c.name): c for g in suite.groups for c in g.candidates}
     formats = {(r.group, r.name): r.memory_format or 'contiguous' for r in rows}
@@ -266,7 +278,8 @@ def profile_unmet(suite: Suite, rows: Sequence[BenchRow], targets: Sequence[dict
     for group, name, rt in wanted:
         print(f'rfcr-bench: profiling {name} on {rt}', file=sys.stderr)
         profiles.append(profile_candidate(candidates[(group, name)], rt, settings,
-                                          formats[(group, name)]))
+                                          formats[(group, name)],
+                                          (runners or {}).get((group, name, rt))))
     return profiles
 
 

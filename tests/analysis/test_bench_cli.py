@@ -15,6 +15,8 @@ from rfcr.tools import bench
 
 TINY = ['--input-size', '64', '--repeats', '2', '--warmup', '1', '--threads', '1',
         '--no-progress']
+SUITE_FILE = bench.REPO / 'benchmarks' / 'suite.py'  # rfcr-bench needs it named
+SUITE = ['--suite', str(SUITE_FILE)]
 NECKS = ['RFCR', 'seed-port RFCR', 'FPN 96', 'PAFPN 96']
 BENCHMARK_CONFIGS = sorted((bench.REPO / 'benchmarks/configs').rglob('*.py'))
 
@@ -47,7 +49,7 @@ def _read_outputs(out_dir):
 
 
 def test_necks_suite(tmp_path, capsys):
-    result = bench.run(['--groups', 'necks', '--out-dir', str(tmp_path)] + TINY)
+    result = bench.run(SUITE + ['--groups', 'necks', '--out-dir', str(tmp_path)] + TINY)
     rows = result['rows']
     assert [r.name for r in rows] == NECKS
     _check_rows(rows)
@@ -131,7 +133,7 @@ def test_finite_ratios_needs_a_measured_row_and_refuses_nan():
 
 
 def test_console_entry_point_writes_the_outputs(tmp_path, capsys):
-    bench.main(['--groups', 'necks', '--out-dir', str(tmp_path), '--no-plot',
+    bench.main(SUITE + ['--groups', 'necks', '--out-dir', str(tmp_path), '--no-plot',
                 '--no-peak-memory'] + TINY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['bench.csv', 'bench.json', 'bench.md']
     rows, _, records = _read_outputs(tmp_path)
@@ -143,7 +145,8 @@ def test_console_entry_point_writes_the_outputs(tmp_path, capsys):
 
 def test_torch_threads_are_restored(tmp_path):
     before = torch.get_num_threads()
-    bench.run(['--groups', 'necks', '--out-dir', str(tmp_path), '--no-plot', '--no-peak-memory',
+    bench.run(SUITE + ['--groups', 'necks', '--out-dir', str(tmp_path), '--no-plot',
+               '--no-peak-memory',
                '--memory-format', 'contiguous', '--input-size', '32', '--repeats', '1',
                '--warmup', '0', '--threads', str(before + 1), '--no-progress'])
     assert torch.get_num_threads() == before
@@ -154,7 +157,7 @@ def test_bad_baseline():
         bench.configs_suite(['a/b.py'], 'c', None)
 
 def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
-    result = bench.run(['--groups', 'deploy', '--runtime', 'onnxruntime', '--out-dir',
+    result = bench.run(SUITE + ['--groups', 'deploy', '--runtime', 'onnxruntime', '--out-dir',
                         str(tmp_path), '--no-plot', '--no-peak-memory'] + TINY)
     rows = {r.name: r for r in result['rows']}
     assert list(rows) == ['yolov3_mobilenetv2_320 (folded)', 'ssdlite_mobilenetv2 (folded)',
@@ -201,14 +204,14 @@ def test_deploy_suite_folds_every_model_and_runs_onnxruntime(tmp_path, capsys):
 
 
 def test_default_suite_is_complete():
-    suite = bench.load_suite(bench.DEFAULT_SUITE)
+    suite = bench.load_suite(SUITE_FILE)
     assert [g.name for g in suite.groups] == ['ablation-M0.75', 'ablation-M1.4',
-                                              'detectors-COCO', 'necks', 'deploy',
+                                              'detectors-COCO', 'necks', 'deploy', 'end2end',
                                               'efficientnet', 'efficientnet-deploy']
     sources = [c.source for g in suite.groups for c in g.candidates]
     files = [s for s in sources if s.endswith('.py') and '::' not in s]
-    # 10 ablation, 4 detectors, 1 deploy, 6 EfficientNet-B3, the seed port twice
-    assert len(files) == 23 and all((bench.REPO / s).is_file() for s in files)
+    # 10 ablation, 4 detectors, 1 deploy, 2 end2end, 6 EfficientNet-B3, the seed port twice
+    assert len(files) == 25 and all((bench.REPO / s).is_file() for s in files)
     m14 = {c.source for c in suite.groups[1].candidates}  # benchmarks/configs, all of them
     assert m14 == {str(p.relative_to(bench.REPO)) for p in BENCHMARK_CONFIGS}
     names = [t.name for t in suite.targets_on([])]
@@ -219,10 +222,15 @@ def test_default_suite_is_complete():
     with_ort = suite.targets_on(['onnxruntime', 'openvino'])
     assert [t.runtime for t in with_ort] == (['eager'] * len(names) + ['onnxruntime']
                                              * len(names) + ['openvino'] * len(names)
-                                             + ['best'] * 2)
-    assert [t.name for t in with_ort[:-2]] == names * 3
-    assert [(t.b, t.op, t.threshold) for t in with_ort[-2:]] == [
+                                             + ['best'] * 2 + ['onnxruntime', 'openvino'])
+    assert [t.name for t in with_ort[:-4]] == names * 3
+    assert [(t.b, t.op, t.threshold) for t in with_ort[-4:-2]] == [
         ('ssdlite_mobilenetv2 (folded)', '<', 1.0), ('yolov3_mobilenetv2_320 (folded)', '<=', 0.7)]
+    # End to end vs model only, the same model, on the graph runtimes only.
+    assert {(t.group, t.a, t.b, t.op, t.threshold) for t in with_ort[-2:]} == {
+        ('end2end', 'YOLO-ReT-M0.75 end to end (folded)', 'YOLO-ReT-M0.75 model only (folded)',
+         '<=', 1.25)}
+    assert suite.select(['end2end']).targets_on(['ncnn', 'mnn']) == []
     necks = suite.select(['necks', 'ablation'])
     assert [g.name for g in necks.groups] == ['ablation-M0.75', 'ablation-M1.4', 'necks']
     assert [t.group for t in necks.targets] == ['ablation-M0.75'] * 2 + ['ablation-M1.4'] * 2
@@ -231,7 +239,16 @@ def test_default_suite_is_complete():
 def test_suite_file_errors(tmp_path):
     with pytest.raises(SystemExit, match=r"--groups: no group of the suite is called 'neck' "
                                          r"or 'neck-\.\.\.'; groups: \['ablation-M0.75'"):
-        bench.run(['--groups', 'neck'] + TINY)
+        bench.run(SUITE + ['--groups', 'neck'] + TINY)
+    # Nothing in rfcr names the repository's suite: what to run is always given.
+    with pytest.raises(SystemExit, match=r'^rfcr-bench: give what to benchmark, one of '
+                                         r'--suite FILE, --configs CONFIG\.\.\. or --models '
+                                         r'FILE\.\.\.; got none$'):
+        bench.run(['--groups', 'necks'] + TINY)
+    with pytest.raises(SystemExit, match=r'got --suite and --configs$'):
+        bench.run(SUITE + ['--configs', 'a.py'] + TINY)
+    with pytest.raises(SystemExit, match=r'--groups picks groups of a --suite FILE'):
+        bench.run(['--configs', 'a.py', '--groups', 'necks'] + TINY)
     with pytest.raises(SystemExit, match=r'--suite .*nope.py: no such file'):
         bench.run(['--suite', str(tmp_path / 'nope.py')] + TINY)
     (tmp_path / 'empty.py').write_text('SUITES = []\n')
@@ -344,9 +361,108 @@ def test_every_runtime_in_the_same_rounds():
                 mmdet='d', mmcv='c', date='now', batch_size=1, input_size=[17, 23],
                 repeats_note='3', warmup=1)
     table = markdown(rows, [dict(name='toy', note='')], [], meta)
-    assert ('| model | eager ms (format) | ONNX Runtime ms | x ref [p10-p90] | OpenVINO ms | '
-            'x ref [p10-p90] | torch.compile ms | x ref [p10-p90] | ncnn ms | x ref [p10-p90] | '
-            'MNN ms | x ref [p10-p90] | best runtime |') in table
+    labels = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO', 'compile': 'torch.compile',
+              'ncnn': 'ncnn', 'mnn': 'MNN', 'litert': 'LiteRT'}
+    assert ('| model | eager ms (format) | ' + ''.join(
+        f'{labels[rt]} ms | x ref [p10-p90] | ' for rt in EXPORTED_RUNTIMES)
+        + 'best runtime |') in table
+    # ncnn, MNN (and LiteRT) timed here give x86 numbers, and the table says so.
+    arm = ', '.join(labels[rt] for rt in EXPORTED_RUNTIMES if rt in ('ncnn', 'mnn', 'litert'))
+    assert arm.startswith('ncnn, MNN')
+    assert (f'{arm}: runtimes made for ARM CPUs, run here on this machine\'s CPU (see the '
+            'line under the tables): x86 numbers of ARM runtimes, not ARM numbers.') in table
+
+
+def test_a_runtime_a_candidate_is_not_run_on():
+    """``Candidate.not_on``: that runtime is not tried for that row, and the table says
+    why; the other rows run there."""
+    from torch import nn
+    from rfcr.analysis.benchmark import Candidate, Group, Settings, num_steps, run_group
+    from rfcr.analysis.report import markdown
+
+    def image(batch, size):
+        return (torch.rand(batch, 3, *size), )
+
+    group = Group('toy', baseline='a', repeats=2, candidates=[
+        Candidate('a', 'toy', lambda: nn.Conv2d(3, 4, 1), image),
+        Candidate('b', 'toy', lambda: nn.Conv2d(3, 8, 1), image,
+                  not_on={'onnxruntime': 'an op it lacks'})])
+    settings = Settings(input_size=(8, 8), threads=1, warmup=1, peak_memory=False,
+                        memory_format='contiguous', runtimes=('onnxruntime', ))
+    steps = []
+    rows, times = run_group(group, settings, lambda msg, n: steps.append(n))
+    assert sum(steps) == num_steps(group, settings) == 2 + 3 * 3
+    a, b = rows
+    assert set(a.runtimes) == {'onnxruntime'} and 'onnxruntime' in times['a']
+    assert b.runtimes == {} and b.runtime_errors == {} and 'onnxruntime' not in times['b']
+    assert b.runtimes_not_run == {'onnxruntime': 'an op it lacks'}
+    meta = dict(cpu='cpu', isa='isa', logical_cpus=2, threads=1, device='cpu', torch='t',
+                mmdet='d', mmcv='c', date='now', batch_size=1, input_size=[8, 8],
+                repeats_note='2', warmup=1)
+    table = markdown(rows, [dict(name='toy', note='')], [], meta)
+    assert '| b | ' in table and '| not run: an op it lacks | - |' in table
+    assert 'ARM' not in table
+
+
+def test_profile_runs_on_the_timed_runners(tmp_path, monkeypatch):
+    """--profile profiles the rows of an unmet target on the very runners that were
+    timed: each model is built once and exported once, however many profiles follow."""
+    from rfcr.deploy import runtime
+    (tmp_path / 'built_net.py').write_text(
+        'from torch import nn\n\nBUILT = []\n\ndef net(width):\n    BUILT.append(width)\n'
+        '    return nn.Conv2d(3, width, 3)\n')
+    (tmp_path / 'unmet_suite.py').write_text(
+        'from functools import partial\n'
+        'from rfcr.analysis.benchmark import Candidate, Group, Suite, Target, image\n'
+        'from built_net import net\n'
+        "SUITE = Suite([Group('toy', baseline='narrow', candidates=[\n"
+        "    Candidate('narrow', 'toy', partial(net, 4), image),\n"
+        "    Candidate('wide', 'toy', partial(net, 64), image)])],\n"
+        "    [Target('never', 'toy', 'wide', 'narrow', '<', 0.0)])\n")
+    ort = runtime.RUNTIMES['onnxruntime']
+    exported = []
+
+    def export(module, inputs, path, **options):
+        exported.append(path)
+        return ort.export(module, inputs, path, **options)
+
+    monkeypatch.setitem(runtime.RUNTIMES, 'onnxruntime', dataclasses.replace(ort, export=export))
+    try:
+        result = bench.run(['--suite', str(tmp_path / 'unmet_suite.py'), '--runtime',
+                            'onnxruntime', '--profile', '--out-dir', str(tmp_path / 'out'),
+                            '--no-plot', '--no-peak-memory'] + TINY)
+        built = sys.modules['built_net'].BUILT
+    finally:
+        sys.modules.pop('built_net', None)
+    assert [(t['runtime'], t['met']) for t in result['targets']] == [('eager', False),
+                                                                     ('onnxruntime', False)]
+    assert [(p['name'], p['runtime']) for p in result['profiles']] == [
+        ('wide', 'eager'), ('narrow', 'eager'), ('wide', 'onnxruntime'),
+        ('narrow', 'onnxruntime')]
+    assert all(p['nodes'] >= 1 and p['wall_ms'] > 0 for p in result['profiles'])
+    assert built == [4, 64] and len(exported) == 2
+
+
+@pytest.mark.slow
+def test_end2end_group_on_the_graph_runtimes(tmp_path, capsys):
+    """The end2end group: model only and end to end of one model, timed together on
+    eager, ONNX Runtime and OpenVINO, its target on both; not run where NMS is not."""
+    result = bench.run(SUITE + ['--groups', 'end2end', '--runtime', 'onnxruntime', 'openvino',
+                                '--out-dir', str(tmp_path), '--no-plot', '--no-peak-memory',
+                                '--memory-format', 'contiguous'] + TINY)
+    model, end2end = result['rows']
+    assert (model.name, end2end.name) == ('YOLO-ReT-M0.75 model only (folded)',
+                                          'YOLO-ReT-M0.75 end to end (folded)')
+    for row in (model, end2end):
+        assert row.error is None and row.runtime_errors == {}, (row.error, row.runtime_errors)
+        assert set(row.runtimes) == {'onnxruntime', 'openvino'}
+        assert row.ref == model.name
+    assert end2end.params['total'] == model.params['total']  # the same model inside
+    assert {t['runtime']: _finite(t['value']) for t in result['targets']} == {
+        'onnxruntime': True, 'openvino': True}
+    assert all(t['name'] == 'end to end adds <= 25% to model-only at 320'
+               for t in result['targets'])
+    assert 'end to end adds <= 25% to model-only at 320 | ONNX Runtime |' in capsys.readouterr().out
 
 
 def test_runtime_installed_and_unavailable(monkeypatch):
@@ -357,7 +473,7 @@ def test_runtime_installed_and_unavailable(monkeypatch):
     with pytest.raises(SystemExit, match=r"--runtime openvino needs the openvino and onnx "
                                          r"packages \(pip install 'rfcr\[deploy\]'\); this "
                                          r"environment runs \['onnxruntime'\]"):
-        bench.run(['--groups', 'necks', '--runtime', 'openvino'] + TINY)
+        bench.run(SUITE + ['--groups', 'necks', '--runtime', 'openvino'] + TINY)
 
 
 def test_models_fp32_vs_another_file_per_runtime(tmp_path, capsys):

@@ -31,7 +31,7 @@ def test_profile_names_the_ops_each_runtime_runs(runtime, conv):
 
 
 def test_bench_profiles_the_rows_of_unmet_targets():
-    suite = bench.load_suite(bench.DEFAULT_SUITE).select(['necks'])
+    suite = bench.load_suite(bench.REPO / 'benchmarks' / 'suite.py').select(['necks'])
     settings = Settings(input_size=(64, 64), threads=1)
     rows = [BenchRow('necks', n, '', '', 'RFCR', memory_format='channels_last')
             for n in ('RFCR', 'FPN 96')]
