@@ -4,16 +4,20 @@ accuracy on the config's validation set and latency, per runtime. ``make int8`` 
     python benchmarks/int8.py [--config CONFIG] [--checkpoint CKPT] [--calib 100]
                               [--work-dir work_dirs/int8] [--out-dir docs/bench/int8]
 
-Steps, each one of rfcr's commands (run in this process):
+The runtimes: every one of the runtime table that quantizes
+(:data:`rfcr.deploy.runtime.QUANTIZE_RUNTIMES`: ONNX Runtime, OpenVINO, MNN, LiteRT) and
+is installed here. Steps, each one of rfcr's commands (run in this process), per runtime:
 
-1. ``rfcr-export --dynamic --deploy --verify``: FP32 ONNX and FP32 OpenVINO IR;
-2. ``rfcr-quantize`` for ONNX Runtime (QDQ) and OpenVINO (NNCF), calibrated on the first
-   ``--calib`` images of the validation split;
-3. ``rfcr-test`` on the checkpoint (PyTorch) and on each of the four files: COCO mAP and
-   mAP@0.5 from mmdet's CocoMetric on the whole validation split;
-4. ``rfcr-bench --models``: latency of the four files on a 320x320 image (.onnx on ONNX
-   Runtime, .xml on OpenVINO), FP32 and INT8 interleaved, INT8 / FP32 on the same
-   runtime.
+1. ``rfcr-quantize``, calibrated on the first ``--calib`` images of the validation split
+   (ONNX Runtime QDQ, OpenVINO NNCF, MNN mnnquant, LiteRT full-integer);
+2. ``rfcr-export --deploy --verify`` of the FP32 file with the INT8 file's input: dynamic
+   where it is (ONNX Runtime, OpenVINO), else its static size (MNN and LiteRT fix it at
+   the calibration images');
+
+then ``rfcr-test`` on the checkpoint (PyTorch) and on every file: COCO mAP and mAP@0.5
+from mmdet's CocoMetric on the whole validation split; and ``rfcr-bench --models``: the
+files' latency on a ``--input-size`` image (the static files' size), FP32 and INT8
+interleaved, INT8 / FP32 on the same runtime.
 
 Writes ``int8.md`` (both tables) and ``int8.json`` to ``--out-dir``.
 """
@@ -24,6 +28,7 @@ import json
 import sys
 from pathlib import Path
 
+from rfcr.deploy.runtime import QUANTIZE_RUNTIMES, RUNTIMES, default_runtime
 from rfcr.tools import bench, export, quantize, test
 from rfcr.utils.cpu import cpu_name, isa_summary
 
@@ -50,15 +55,17 @@ def main() -> None:
         raise SystemExit(f'{args.checkpoint} not found: train it first (make demo)')
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    files = {name: str(work / name) for name in ('fp32.onnx', 'int8.onnx', 'fp32.xml',
-                                                  'int8.xml')}
-    for name in ('fp32.onnx', 'fp32.xml'):
-        export.run([args.config, files[name], '--checkpoint', args.checkpoint, '--dynamic',
-                    '--deploy', '--verify', '--format',
-                    'onnx' if name.endswith('.onnx') else 'openvino'] + options)
-    for name, runtime in (('int8.onnx', 'onnxruntime'), ('int8.xml', 'openvino')):
-        quantize.run([args.config, args.checkpoint, files[name], '--runtime', runtime,
-                      '--calib', str(args.calib)] + options)
+    runtimes = [name for name in QUANTIZE_RUNTIMES if RUNTIMES[name].available()]
+    files = {}
+    for name in runtimes:
+        rt = RUNTIMES[name]
+        fp32, int8 = (str(work / f'{kind}{rt.suffixes[0]}') for kind in ('fp32', 'int8'))
+        shape = quantize.run([args.config, args.checkpoint, int8, '--runtime', name,
+                              '--calib', str(args.calib)] + options)['input_shape']
+        size = ['--dynamic'] if None in shape else ['--shape', str(shape[2]), str(shape[3])]
+        export.run([args.config, fp32, '--checkpoint', args.checkpoint, *size, '--deploy',
+                    '--verify', '--format', rt.format] + options)
+        files.update({Path(fp32).name: fp32, Path(int8).name: int8})
 
     accuracy = {}
     for name, model in [('PyTorch (checkpoint)', args.checkpoint)] + list(files.items()):
@@ -75,7 +82,7 @@ def main() -> None:
              '|---|---|---:|---:|---:|']
     for name, m in accuracy.items():
         runtime = ('PyTorch' if name.startswith('PyTorch') else
-                   'ONNX Runtime' if name.endswith('.onnx') else 'OpenVINO')
+                   RUNTIMES[default_runtime(name)].label)
         lines.append(f'| {name} | {runtime} | {m[KEYS[0]]:.3f} | {m[KEYS[1]]:.3f} | '
                      f'{100 * (m[KEYS[0]] - base[KEYS[0]]):+.1f} / '
                      f'{100 * (m[KEYS[1]] - base[KEYS[1]]):+.1f} points |')

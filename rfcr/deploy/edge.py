@@ -8,9 +8,11 @@ TensorRT, built from the same graph where a CUDA GPU is present.
   param's ``Input`` layers (``0=w 1=h 2=c``, ncnn's shape hint), where the runner reads them
   back to check its inputs.
 - MNN: MNN's converter (the ``_tools`` extension that the ``mnnconvert`` script wraps)
-  writes ``X.mnn``; dynamic batch, height and width stay dynamic. The ``mnnconvert`` and
-  ``mnnquant`` scripts, and anything importing ``MNN.tools``, pip-install an upload client
-  and send a usage log: this module calls the extension itself.
+  writes ``X.mnn``; dynamic batch, height and width stay dynamic. INT8: MNN's
+  post-training quantization (``mnnquant``, :func:`quantize_mnn`), static shapes. The
+  ``mnnconvert`` and ``mnnquant`` scripts, and anything importing ``MNN.tools``,
+  pip-install an upload client and send a usage log: this module calls the extension
+  itself.
 - TensorRT: an engine (``X.engine``) built for the GPU it runs on, FP32 (TF32 off).
 
 ncnn and MNN run on CPU in FP32 (ncnn's FP16 / BF16 storage and arithmetic off, MNN's
@@ -29,10 +31,13 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import struct
 import subprocess
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -46,7 +51,7 @@ from .session import ExportedModel
 
 __all__ = ['MnnModel', 'NcnnModel', 'TensorRTModel', 'cuda_available', 'export_mnn',
            'export_ncnn', 'export_tensorrt', 'mnn_op_counts', 'ncnn_op_counts',
-           'tensorrt_op_counts']
+           'quantize_mnn', 'tensorrt_op_counts']
 
 
 def _suffix(path: str | os.PathLike, suffix: str, kind: str) -> Path:
@@ -193,13 +198,126 @@ def export_mnn(module: nn.Module, inputs: Sequence[Tensor], path: str | os.PathL
     return names
 
 
+def _mnn_int8_tensors(path: str | os.PathLike) -> set[str]:
+    """The tensors an MNN model holds in INT8: those with a ``quantInfo`` (what mnnquant
+    writes) in the model's ``extraTensorDescribe``. MNN's Python package does not read it,
+    so it is read from the flatbuffer (MNN's schema/default/MNN.fbs: ``Net`` fields 1
+    ``extraTensorDescribe`` and 7 ``tensorName``, ``TensorDescribe`` fields 1 ``index`` and
+    4 ``quantInfo``)."""
+    buf = Path(path).read_bytes()
+
+    def u32(pos: int) -> int:
+        return struct.unpack_from('<I', buf, pos)[0]
+
+    def field(table: int, i: int) -> int:  # the field's position, 0 if absent
+        vtable = table - struct.unpack_from('<i', buf, table)[0]
+        slot = 4 + 2 * i
+        if slot >= struct.unpack_from('<H', buf, vtable)[0]:
+            return 0
+        offset = struct.unpack_from('<H', buf, vtable + slot)[0]
+        return table + offset if offset else 0
+
+    def vector(pos: int) -> list[int]:  # positions of a vector's tables or strings
+        if not pos:
+            return []
+        start = pos + u32(pos)
+        return [start + 4 + 4 * k + u32(start + 4 + 4 * k) for k in range(u32(start))]
+
+    net = u32(0)
+    names = [buf[p + 4:p + 4 + u32(p)].decode() for p in vector(field(net, 7))]
+    int8 = set()
+    for describe in vector(field(net, 1)):
+        if field(describe, 4):
+            index = field(describe, 1)  # absent: the default, 0
+            int8.add(names[struct.unpack_from('<i', buf, index)[0] if index else 0])
+    return int8
+
+
 def mnn_op_counts(path: str | os.PathLike) -> Counter:
     """How many operations of each type the MNN model at ``path`` holds (inputs and
-    constants left out)."""
+    constants left out); an operation writing an INT8 tensor (:func:`quantize_mnn`) is
+    counted as ``'<type> (INT8)'``."""
     from MNN import expr
 
-    return Counter(v.op_type for v in expr.load_as_list(os.fspath(path))
+    int8 = _mnn_int8_tensors(path)
+    return Counter(v.op_type + (' (INT8)' if v.name in int8 else '')
+                   for v in expr.load_as_list(os.fspath(path))
                    if v.op_type not in ('Input', 'Const'))
+
+
+# mnnquant in a process of its own: it aborts or crashes the process on some graphs.
+_MNNQUANT = 'import sys, _tools; _tools.mnnquant(["mnnquant"] + sys.argv[1:])'
+
+
+def quantize_mnn(fp32: str | os.PathLike, out: str | os.PathLike,
+                 batches: Sequence[Tensor]) -> None:
+    """INT8 post-training quantization of the ONNX graph ``fp32`` by MNN (``mnnquant``:
+    INT8 weights per output channel, ``MAX_ABS``; INT8 features, ``EMA`` ranges) to the
+    MNN model ``out`` (``.mnn``), calibrated on ``batches`` (3-channel NCHW inputs of the
+    graph's single input). Nothing is written if a step fails.
+
+    The graph is fixed at the first batch's height and width (batch 1) first: mnnquant
+    fails on dynamic shapes (and its ``KL`` method crashes on rfcr's detectors). It
+    calibrates on image files through its own ``(pixel - mean) * normal``: each image of
+    the batches is written as an 8-bit PNG, mapped per channel from the batches' range onto
+    0..255, with the ``mean`` and ``normal`` that map it back (exact for images a
+    data preprocessor normalized from 8-bit pixels that span 0..255, otherwise within half
+    of 1/255 of the range); MNN resizes images of another size to the graph's.
+
+    Raises:
+        ValueError: no batches, batches that are not 3-channel images, or a graph with
+            several inputs or one that does not take them.
+        RuntimeError: MNN could not convert or quantize the graph.
+    """
+    import cv2
+    import onnx
+
+    out = _suffix(out, '.mnn', 'an MNN model')
+    images = [image for b in batches for image in np.asarray(b, dtype=np.float32)]
+    if not images or any(image.ndim != 3 or image.shape[0] != 3 for image in images):
+        raise ValueError('batches: mnnquant calibrates on 3-channel images, batches must be '
+                         f'(N, 3, H, W), got {[tuple(np.shape(b)) for b in batches]}')
+    graph = onnx.load(os.fspath(fp32))
+    if len(graph.graph.input) != 1:
+        raise ValueError(f'batches calibrate a graph with one input; {os.fspath(fp32)} has '
+                         f'{len(graph.graph.input)}')
+    _, height, width = images[0].shape
+    graph_input = graph.graph.input[0]
+    dims = graph_input.type.tensor_type.shape.dim
+    if len(dims) != 4 or any(d.HasField('dim_value') and d.dim_value != n
+                             for d, n in zip(dims, (1, 3, height, width))):
+        shape = 'x'.join(str(d.dim_value) if d.HasField('dim_value') else '?' for d in dims)
+        raise ValueError(f'input {graph_input.name!r} of {os.fspath(fp32)} has shape {shape}, '
+                         f'the batches 1x3x{height}x{width}')
+    for dim, size in zip(dims, (1, 3, height, width)):
+        dim.dim_value = size
+    low = np.min([image.min(axis=(1, 2)) for image in images], axis=0)
+    step = np.maximum(np.max([image.max(axis=(1, 2)) for image in images], axis=0) - low,
+                      1e-6) / 255
+    with tempfile.TemporaryDirectory(prefix='rfcr-mnnquant-') as tmp:
+        static, src = os.path.join(tmp, 'fp32.onnx'), os.path.join(tmp, 'fp32.mnn')
+        onnx.save(graph, static)
+        _mnn_convert(static, src)
+        folder = os.path.join(tmp, 'images')
+        os.mkdir(folder)
+        for i, image in enumerate(images):
+            pixels = np.clip(np.rint((image - low[:, None, None]) / step[:, None, None]), 0, 255)
+            # Channel 0 as red ('format': 'RGB'); OpenCV writes BGR arrays.
+            cv2.imwrite(os.path.join(folder, f'{i:06d}.png'),
+                        pixels.astype(np.uint8).transpose(1, 2, 0)[:, :, ::-1])
+        config = os.path.join(tmp, 'quant.json')
+        Path(config).write_text(json.dumps(dict(
+            format='RGB', mean=(-low / step).tolist(), normal=step.tolist(), width=width,
+            height=height, path=folder, used_image_num=len(images),
+            feature_quantize_method='EMA', weight_quantize_method='MAX_ABS')))
+        staged = os.path.join(tmp, 'int8.mnn')
+        done = subprocess.run([sys.executable, '-c', _MNNQUANT, src, staged, config],
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not os.path.isfile(staged):
+            log = (done.stdout + done.stderr).strip()[-2000:]
+            raise RuntimeError(f'MNN could not quantize {os.fspath(fp32)} (mnnquant exit '
+                               f'{done.returncode}): {log}')
+        shutil.move(staged, out)
 
 
 class MnnModel(ExportedModel):
@@ -221,7 +339,10 @@ class MnnModel(ExportedModel):
                                                     runtime_manager=manager)
         info = self._module.get_info()
         self.input_names = list(info['inputNames'])
-        self.output_names = list(info['outputNames'])
+        # In the graph's order (output0, output1, ...): a quantized model lists them reversed.
+        self.output_names = _by_index(info['outputNames'])
+        self._order = [list(info['outputNames']).index(n) for n in self.output_names]
+        self._dtypes = [v.dtype for v in info['inputs']]  # float, or uint8 (end-to-end graphs)
         shapes = [tuple(d if d >= 0 else None for d in v.shape) for v in info['inputs']]
         # The converter records batch 1 for a graph whose batch, height and width are all
         # dynamic (rfcr-export --dynamic); such a graph runs any batch.
@@ -230,9 +351,10 @@ class MnnModel(ExportedModel):
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         from MNN import expr
 
-        outputs = self._module.forward([expr.const(x, list(x.shape), expr.NCHW)
-                                        for x in arrays])
-        return [np.array(expr.convert(o, expr.NCHW).read(), copy=True) for o in outputs]
+        outputs = self._module.forward([expr.const(x, list(x.shape), expr.NCHW, dtype)
+                                        for x, dtype in zip(arrays, self._dtypes)])
+        return [np.array(expr.convert(outputs[i], expr.NCHW).read(), copy=True)
+                for i in self._order]
 
 
 def cuda_available() -> bool:

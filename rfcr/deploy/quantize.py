@@ -12,9 +12,15 @@ own way (its ``quantize`` in the runtime table):
 - ONNX Runtime: static quantization in QDQ format (``onnxruntime.quantization``): INT8
   weights per output channel, UINT8 activations, MinMax ranges;
 - OpenVINO: NNCF's post-training quantization (``nncf.quantize``, performance preset:
-  symmetric INT8) of the OpenVINO model read from the same ONNX graph.
+  symmetric INT8) of the OpenVINO model read from the same ONNX graph;
+- MNN: MNN's ``mnnquant`` (INT8 weights and features, EMA ranges) of the graph converted
+  to MNN, fixed at the first batch's size (:func:`~rfcr.deploy.edge.quantize_mnn`);
+- LiteRT: full-integer INT8 by LiteRT's converter, fixed at the batches' size
+  (:func:`~rfcr.deploy.litert.quantize_litert`).
 
-Nothing is written unless every step succeeds.
+ncnn does not quantize here (its Python package has no INT8 calibration tool), nor does
+TensorRT (its INT8 engines are built on a GPU). Nothing is written unless every step
+succeeds.
 """
 from __future__ import annotations
 
@@ -75,11 +81,12 @@ def quantize_detector(detector: nn.Module, batches: Sequence[Tensor],
     """Fold ``detector`` (a copy), export its raw head outputs with dynamic batch, height
     and width, quantize to INT8 for ``runtime`` calibrated on ``batches``
     (:func:`calibration_batches`), and write the result to ``out`` (the file ``runtime``
-    writes: ``.onnx`` for ONNX Runtime, ``.xml`` + ``.bin`` for OpenVINO) once everything
-    has succeeded.
+    writes: ``.onnx`` for ONNX Runtime, ``.xml`` + ``.bin`` for OpenVINO, ``.mnn``,
+    ``.tflite``) once everything has succeeded.
 
     Returns:
-        ``path``, ``runtime`` and ``op_counts`` of the quantized model.
+        ``path``, ``runtime``, ``op_counts`` and ``input_shape`` (``None`` for a dynamic
+        dimension; MNN and LiteRT fix it at the batches') of the quantized model.
     """
     rt = get_runtime(runtime, QUANTIZE_RUNTIMES)
     out = Path(out)
@@ -98,6 +105,8 @@ def quantize_detector(detector: nn.Module, batches: Sequence[Tensor],
         staged = os.path.join(tmp, 'int8' + out.suffix)
         rt.quantize(fp32, staged, batches)
         op_counts = rt.op_counts(staged)
+        input_shape = rt.load(staged, 1, False).input_shapes[0]
         rt.save(staged, out)
-    return dict(path=os.fspath(out), runtime=runtime, op_counts=op_counts)
+    return dict(path=os.fspath(out), runtime=runtime, op_counts=op_counts,
+                input_shape=input_shape)
 

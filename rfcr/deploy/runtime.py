@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from .export import export_onnx, export_openvino, onnx_op_counts, openvino_op_counts
 from .edge import (MnnModel, NcnnModel, TensorRTModel, cuda_available, export_mnn,
                    export_ncnn, export_tensorrt, mnn_op_counts, ncnn_op_counts,
-                   tensorrt_op_counts)
+                   quantize_mnn, tensorrt_op_counts)
 from .litert import LiteRTModel, export_litert, litert_op_counts, quantize_litert
 from .session import ExportedModel, NodeTimes, OpenVinoModel, OrtModel
 
@@ -325,7 +325,8 @@ RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (
     Runtime('mnn', 'MNN', "the ONNX graph converted by MNN's converter, MNN CPU, FP32",
             install="the MNN package (pip install 'rfcr[deploy]')",
             packages=('onnx', 'MNN'), suffixes=('.mnn', ), file_kind='MNN model',
-            format='mnn', export=export_mnn, load=MnnModel, op_counts=mnn_op_counts),
+            format='mnn', export=export_mnn, load=MnnModel, op_counts=mnn_op_counts,
+            quantize=quantize_mnn),
     Runtime('litert', 'LiteRT',
             'the onnxslim-folded ONNX graph converted by onnx2tf (NHWC) and LiteRT\'s converter, '
             'LiteRT interpreter (XNNPACK) CPU, static shapes, FP32',

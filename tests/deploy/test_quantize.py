@@ -1,22 +1,30 @@
 """INT8 post-training quantization and exported-model evaluation on a trained tiny
 checkpoint: the demo config trained by mmengine's Runner on a few generated images until
-its detections are confident, then rfcr-quantize (ONNX Runtime, OpenVINO/NNCF) and
-rfcr-test on the exported files (mmdet's CocoMetric through the real test loop)."""
+its detections are confident, then rfcr-quantize (ONNX Runtime, OpenVINO/NNCF, MNN,
+LiteRT) and rfcr-test on the exported files (mmdet's CocoMetric through the real test
+loop). MNN's quantization alone on the M0.75 detector with trained-like statistics."""
 import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mmdet.structures.bbox import bbox_overlaps
 
 from rfcr.datasets.synthetic import generate
+from rfcr.deploy.edge import MnnModel, quantize_mnn
+from rfcr.deploy.export import OnnxWrapper, detector_wrapper, export_onnx
+from rfcr.deploy.fold import switch_to_deploy
+from rfcr.deploy.quantize import quantize_detector
+from rfcr.deploy.runtime import QUANTIZE_RUNTIMES, RUNTIMES, load_exported
 from rfcr.utils.checkpoint import mmengine_checkpoint_loading
 from rfcr.tools import export as rfcr_export
 from rfcr.tools import quantize as rfcr_quantize
 from rfcr.tools import test as rfcr_test
 from rfcr.tools import train as rfcr_train
 from rfcr.utils.config import build_model
+from tests.deploy.test_fold import CONFIG, randomize
 from tests.test_training import DEMO, _options, rfcr_train_parser
 
 SIZE = 128  # images and model input: small enough to train in under a minute on 2 cores
@@ -92,24 +100,48 @@ def _overlapping(reference: list, other: list, min_score: float = 0.3) -> tuple[
     return found, total
 
 
+def _files(path: Path) -> list:
+    return sorted(p.name for p in path.iterdir())
+
+
 @pytest.fixture(scope='module')
 def fp32(trained, tmp_path_factory):
     options, checkpoint = trained
     return _test(checkpoint, options, tmp_path_factory.mktemp('fp32'))
 
 
+def _int8_nodes(runtime: str, path: Path, ops) -> int:
+    """The quantized model's INT8 nodes, as its runtime's file tells them."""
+    if runtime == 'litert':  # full-integer: every conv reads and writes INT8 tensors
+        from ai_edge_litert.interpreter import Interpreter
+        assert ops['CONV_2D'] > 50 and ops['QUANTIZE'] >= 1, ops
+        return sum(t['dtype'] == np.int8 and len(t['shape']) == 4
+                   for t in Interpreter(model_path=str(path)).get_tensor_details())
+    return ops.get({'onnxruntime': 'QuantizeLinear', 'openvino': 'FakeQuantize',
+                    'mnn': 'Convolution (INT8)'}[runtime], 0)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('runtime, suffix', [('onnxruntime', '.onnx'), ('openvino', '.xml')])
-def test_int8_detections_overlap_fp32(trained, fp32, runtime, suffix, tmp_path):
+@pytest.mark.parametrize('runtime', QUANTIZE_RUNTIMES)
+def test_int8_detections_overlap_fp32(trained, fp32, runtime, tmp_path):
+    """Every runtime of the table that quantizes: rfcr-quantize, then rfcr-test on the
+    file (loaded back by its suffix) finds the FP32 model's confident boxes again."""
+    rt = RUNTIMES[runtime]
+    if not rt.available():
+        pytest.skip(f'{runtime} needs {rt.install}')
     options, checkpoint = trained
-    out = tmp_path / f'int8{suffix}'
+    out = tmp_path / f'int8{rt.suffixes[0]}'
     result = rfcr_quantize.run([str(DEMO), checkpoint, str(out), '--runtime', runtime,
                                 '--calib', '3', '--cfg-options', *options])
     assert result['calib'] == 3 and result['input_shapes'] == [(1, 3, SIZE, SIZE)]
-    ops = result['op_counts']
-    assert ops.get('QuantizeLinear' if runtime == 'onnxruntime' else 'FakeQuantize', 0) > 50
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ['int8.onnx'] if runtime == 'onnxruntime' else ['int8.xml', 'int8.bin'])
+    assert _int8_nodes(runtime, out, result['op_counts']) > 50, result['op_counts']
+    assert _files(tmp_path) == sorted([out.name] + [out.with_suffix(s).name
+                                                    for s in rt.sidecars])
+    static = runtime in ('mnn', 'litert')  # fixed at the calibration images' size
+    assert result['input_shape'] == ((1, 3, SIZE, SIZE) if static else (None, 3, None, None))
+    model = load_exported(out, threads=1)
+    assert model.runtime == runtime
+    assert [o.shape[:2] for o in model(torch.randn(1, 3, SIZE, SIZE))] == [(1, 33)] * 3
 
     fp32_metrics, fp32_preds = fp32
     metrics, preds = _test(str(out), options, tmp_path)
@@ -138,10 +170,6 @@ def test_fp32_exports_score_as_pytorch(trained, fp32, tmp_path):
             ref, got = ref['pred_instances'], got['pred_instances']
             assert len(got['scores']) == len(ref['scores'])
             torch.testing.assert_close(got['bboxes'], ref['bboxes'], atol=1e-2, rtol=0)
-
-
-def _files(path: Path) -> list:
-    return sorted(p.name for p in path.iterdir())
 
 
 def test_bad_input_is_refused_and_writes_nothing(trained, tmp_path, capsys):
@@ -176,8 +204,13 @@ def test_bad_input_is_refused_and_writes_nothing(trained, tmp_path, capsys):
     usage = [
         (['--calib', '0'], "--calib: must be a positive int, got '0'"),
         (['--calib', '-3'], "--calib: must be a positive int, got '-3'"),
-        (['--runtime', 'tensorrt'], "--runtime: invalid choice: 'tensorrt'"),
+        (['--runtime', 'ncnn'], "--runtime: 'ncnn' does not quantize here; the runtimes "
+                                f"that quantize: {', '.join(QUANTIZE_RUNTIMES)}\n"),
+        (['--runtime', 'tensorrt'], "--runtime: 'tensorrt' does not quantize here"),
+        (['--runtime', 'tflite'], "--runtime: 'tflite' is not a runtime; the runtimes"),
         (['--runtime', 'openvino'], "--runtime openvino writes a .xml file, got OUT="),
+        (['--runtime', 'mnn'], "--runtime mnn writes a .mnn file, got OUT="),
+        (['--runtime', 'litert'], "--runtime litert writes a .tflite file, got OUT="),
         (['--split', 'holdout'], "--split: invalid choice: 'holdout'"),
     ]
     for extra, message in usage:
@@ -202,3 +235,59 @@ def test_rfcr_test_refuses_mixed_arguments(trained, tmp_path, capsys):
         with pytest.raises(SystemExit):
             rfcr_test.run([str(DEMO)] + argv + ['--work-dir', str(tmp_path / 'w')])
         assert message in capsys.readouterr().err
+
+
+def _images(n: int, height: int, width: int) -> list:
+    """``n`` smooth random RGB images normalized as the configs' data preprocessor does."""
+    mean = torch.tensor([123.675, 116.28, 103.53])[:, None, None]
+    std = torch.tensor([58.395, 57.12, 57.375])[:, None, None]
+    pixels = [torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6), size=(height, width),
+                                              mode='bilinear').round_() for _ in range(n)]
+    return [(255 * x - mean) / std for x in pixels]
+
+
+def test_quantize_mnn_detector_close_to_fp32(tmp_path):
+    """The M0.75 detector with random BN statistics (outputs that vary with the image)
+    quantized by MNN from quantize_detector's dynamic graph: every convolution INT8, the
+    graph fixed at the calibration size, outputs in the graph's order and close to FP32."""
+    torch.manual_seed(0)
+    detector = randomize(build_model(CONFIG))
+    batches = _images(8, 64, 96)
+    out = tmp_path / 'det.mnn'
+    result = quantize_detector(detector, batches, out, 'mnn')
+    assert _files(tmp_path) == ['det.mnn'] and result['input_shape'] == (1, 3, 64, 96)
+    ops = result['op_counts']
+    assert ops['Convolution (INT8)'] > 50 and ops['ConvolutionDepthwise (INT8)'] > 10, ops
+    assert 'Convolution' not in ops and 'ConvolutionDepthwise' not in ops, ops
+
+    model = MnnModel(out, threads=1)
+    assert model.output_names == ['output0', 'output1', 'output2']
+    wrapper = detector_wrapper(switch_to_deploy(detector))
+    for x in (batches[0], _images(1, 64, 96)[0]):  # a calibration image, another one
+        with torch.no_grad():
+            refs = [r.numpy() for r in wrapper(x)]
+        outs = model(x)
+        assert [o.shape for o in outs] == [r.shape for r in refs]
+        scale = max(float(abs(r).max()) for r in refs)
+        diff = max(float(abs(o - r).max()) for o, r in zip(outs, refs))
+        assert min(float(r.std()) for r in refs) > 0.1 and diff <= 0.1 * scale, (diff, scale)
+    with pytest.raises(ValueError, match=r'input .* has shape 1x3x64x96, got 1x3x96x64'):
+        model(torch.randn(1, 3, 96, 64))
+
+
+def test_quantize_mnn_refuses_and_writes_nothing(tmp_path):
+    fp32 = tmp_path / 'fp32.onnx'
+    export_onnx(OnnxWrapper(torch.nn.Conv2d(1, 2, 1)), (torch.rand(1, 1, 4, 4), ), fp32,
+                dynamic=True)
+    out = tmp_path / 'int8.mnn'
+    with pytest.raises(ValueError, match=r'3-channel images, batches must be \(N, 3, H, W\), '
+                                         r'got \[\(1, 1, 4, 4\)\]'):
+        quantize_mnn(fp32, out, [torch.rand(1, 1, 4, 4)])
+    with pytest.raises(ValueError, match='3-channel images'):
+        quantize_mnn(fp32, out, [])
+    with pytest.raises(ValueError, match=r"an MNN model is a \.mnn file, got '.*int8.onnx'"):
+        quantize_mnn(fp32, tmp_path / 'int8.onnx', [torch.rand(1, 3, 4, 4)])
+    with pytest.raises(ValueError, match=r"input 'input0' of .*fp32.onnx has shape \?x1x\?x\?, "
+                                         r'the batches 1x3x4x5'):
+        quantize_mnn(fp32, out, [torch.rand(1, 3, 4, 5)])
+    assert _files(tmp_path) == ['fp32.onnx']
