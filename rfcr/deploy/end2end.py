@@ -22,12 +22,19 @@ The file carries what a predictor needs to feed it (``metadata_props``,
 :func:`end2end_metadata`): the classes, the input size and channel order, the letterbox
 rule and pad value of the config's test pipeline, the thresholds. ``rfcr_predict.py``
 (``rfcr-predict``) reads them and runs the file with numpy, OpenCV and the runtime alone.
+
+The other file runtimes convert that ONNX graph (:data:`~rfcr.deploy.runtime.RUNTIMES`),
+NMS included, and the metadata goes beside the file as JSON (:func:`metadata_path`):
+OpenVINO, MNN (dynamic shapes too) and LiteRT (onnx2tf maps ``NonMaxSuppression`` to
+LiteRT's ``NON_MAX_SUPPRESSION_V4``, one per class; static shapes) run it;
+:data:`UNSUPPORTED` says why ncnn and TensorRT do not.
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -40,13 +47,21 @@ from mmdet.models.dense_heads import YOLOV3Head
 from mmdet.registry import DATASETS
 
 from .export import DEFAULT_OPSET, export_onnx, odd_pyramid_size
-from .runtime import load_exported
+from .runtime import FILE_RUNTIMES, default_runtime, get_runtime, load_exported
 
-__all__ = ['END2END_KEY', 'End2End', 'End2EndCheck', 'NonMaxSuppression', 'end2end_metadata',
-           'export_end2end', 'verify_end2end']
+__all__ = ['END2END_KEY', 'UNSUPPORTED', 'End2End', 'End2EndCheck', 'NonMaxSuppression',
+           'end2end_metadata', 'export_end2end', 'metadata_path', 'verify_end2end']
 
 END2END_KEY = 'rfcr_end2end'  # metadata key marking an end-to-end graph; value: format version
 OUTPUT_NAMES = ('num_dets', 'boxes', 'scores', 'labels')
+# The file runtimes that cannot run the end-to-end graph, and why.
+UNSUPPORTED = {
+    'ncnn': 'ncnn has no NonMaxSuppression, TopK, ScatterND or Gather layer (pnnx cannot '
+            'convert the graph either); export the raw head outputs (without --end2end) and '
+            'run NMS in the application',
+    'tensorrt': "rfcr's TensorRT runner feeds float32 inputs and reads float32 outputs; the "
+                'end-to-end graph takes uint8 images and returns int64 num_dets and labels',
+}
 # Scores NonMaxSuppression must drop are set to -1; every kept score (a product of
 # probabilities) is >= 0. The threshold lies between.
 _DROPPED, _SCORE_THRESHOLD = -1.0, -0.5
@@ -161,8 +176,8 @@ class End2End(nn.Module):
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 images as the detector's input: channels flipped, normalized."""
         x = images.float()
-        if self.flip_channels:
-            x = x.flip(1)
+        if self.flip_channels:  # mmengine converts 3-channel images only
+            x = x[:, [2, 1, 0]]  # a Gather: onnx2tf drops Slice's step -1 on channels
         return (x - self.mean) / self.std
 
     def decode(self, pred_maps: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -216,7 +231,9 @@ class End2End(nn.Module):
                            .expand(n, -1)], 1)
         top_scores, top = dense.topk(self.max_per_img, dim=1)  # (N, K), by decreasing score
         found = top_scores > _SCORE_THRESHOLD
-        top_boxes = boxes.gather(1, (top % num_anchors)[..., None].expand(-1, -1, 4))
+        # One flat gather of rows (no expanded index: onnx2tf mistakes its layout).
+        rows = top % num_anchors + torch.arange(n, device=top.device)[:, None] * num_anchors
+        top_boxes = boxes.reshape(-1, 4)[rows.flatten()].view(n, -1, 4)
         return (found.sum(1),
                 torch.where(found[..., None], top_boxes, 0.0),
                 torch.where(found, top_scores, 0.0),
@@ -297,21 +314,44 @@ def end2end_metadata(cfg: Config, detector: nn.Module, shape: Sequence[int]) -> 
             'max_per_img': str(end2end.max_per_img), 'outputs': ','.join(OUTPUT_NAMES)}
 
 
+def metadata_path(path: str | os.PathLike) -> Path:
+    """Where the metadata of an end-to-end file that is not ONNX goes: beside it, the
+    file's name + ``.json`` (``X.mnn.json`` for ``X.mnn``: no runtime writes such a name,
+    and ``X.mnn`` and ``X.tflite`` do not share one)."""
+    path = Path(path)
+    return path.with_name(path.name + '.json')
+
+
 def export_end2end(detector: nn.Module,
                    path: str | os.PathLike,
                    shape: Sequence[int] = (320, 320),
                    batch: int = 1,
                    dynamic: bool = False,
                    metadata: Optional[dict[str, str]] = None,
-                   opset: int = DEFAULT_OPSET) -> End2End:
-    """Export ``detector`` end to end (:class:`End2End`; or an ``End2End`` as it is) to the
-    ONNX file ``path``: input ``images`` (``batch``, 3, H, W) uint8, outputs
-    ``num_dets, boxes, scores, labels``; ``metadata`` (e.g. :func:`end2end_metadata`)
-    written into its ``metadata_props``. With ``dynamic``, batch, height and width are
-    dynamic (traced at odd pyramid sizes, :func:`~rfcr.deploy.export.odd_pyramid_size`).
-    Returns the exported module."""
+                   opset: int = DEFAULT_OPSET,
+                   runtime: Optional[str] = None) -> End2End:
+    """Export ``detector`` end to end (:class:`End2End`; or an ``End2End`` as it is) to
+    ``path``, the file of ``runtime`` (by default the one its suffix names,
+    :func:`~rfcr.deploy.runtime.default_runtime`): input ``images`` (``batch``, 3, H, W)
+    uint8, outputs ``num_dets, boxes, scores, labels``. ``metadata`` (e.g.
+    :func:`end2end_metadata`) goes into an ONNX file's ``metadata_props``, or as JSON to
+    :func:`metadata_path` beside any other file. With ``dynamic``, batch, height and width
+    are dynamic (traced at odd pyramid sizes, :func:`~rfcr.deploy.export.odd_pyramid_size`).
+    Returns the exported module.
+
+    Raises:
+        ValueError: a shape the preprocessor would pad, a runtime in :data:`UNSUPPORTED`,
+            or what the runtime's file cannot hold (e.g. LiteRT: dynamic shapes).
+    """
     import onnx
 
+    rt = get_runtime(runtime or default_runtime(path), FILE_RUNTIMES)
+    if rt.name in UNSUPPORTED:
+        raise ValueError(f'the end-to-end graph does not run on {rt.label}: '
+                         f'{UNSUPPORTED[rt.name]}')
+    if Path(path).suffix.lower() not in rt.suffixes:
+        raise ValueError(f'runtime {rt.name!r} runs {"/".join(rt.suffixes)} files, got '
+                         f'{os.fspath(path)!r}')
     module = detector if isinstance(detector, End2End) else End2End(detector)
     height, width = (int(s) for s in shape)
     divisor = module.pad_size_divisor
@@ -321,8 +361,14 @@ def export_end2end(detector: nn.Module,
     if dynamic:
         height, width = odd_pyramid_size(height), odd_pyramid_size(width)
     images = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8)
-    export_onnx(module, (images, ), path, input_names=['images'], output_names=OUTPUT_NAMES,
-                dynamic=dynamic, opset=opset)
+    options = dict(input_names=['images'], output_names=OUTPUT_NAMES, dynamic=dynamic,
+                   opset=opset)
+    if Path(path).suffix.lower() != '.onnx':
+        rt.export(module, (images, ), path, **options)
+        if metadata:
+            metadata_path(path).write_text(json.dumps(metadata, indent=1))
+        return module
+    export_onnx(module, (images, ), path, **options)
     model = onnx.load(os.fspath(path))
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
@@ -344,15 +390,16 @@ class End2EndCheck:
 def verify_end2end(path: str | os.PathLike, module: End2End,
                    batches: Iterable[Tensor], runtime: Optional[str] = None
                    ) -> list[End2EndCheck]:
-    """Run the end-to-end file at ``path`` (ONNX Runtime by default) and ``module`` on each
-    uint8 image batch; compare their detections."""
+    """Run the end-to-end file at ``path`` with ``runtime`` (by default the one its suffix
+    names) and ``module`` on each uint8 image batch; compare their detections."""
     exported = load_exported(path, runtime)
     module.eval()
     checks = []
     for images in batches:
         with torch.no_grad():
             ref = [t.numpy() for t in module(images)]
-        out = exported(images)
+        by_name = dict(zip(exported.output_names, exported(images)))  # LiteRT: sorted names
+        out = [by_name[name] for name in OUTPUT_NAMES]
         same = bool((out[0] == ref[0]).all())
         found = np.arange(ref[3].shape[1]) < ref[0][:, None]  # (N, K): PyTorch's detections
         diff = float(abs(out[1] - ref[1]).max()) if same else float('inf')

@@ -87,6 +87,21 @@ def _static_shapes(graph, batches: Optional[Sequence[Tensor]]) -> list[str]:
     return specs
 
 
+def _variable_topk_k(graph) -> None:
+    """Feed each ``TopK``'s constant ``k`` through an ``Identity``: onnx2tf 1.28.8 reads a
+    constant ``k`` with ``int()``, which NumPy 2 refuses for ONNX's 1-element ``k`` (the
+    end-to-end graphs' top-k); a computed ``k`` takes its TensorFlow path."""
+    from onnx import helper
+
+    constants = {i.name for i in graph.initializer}
+    for node in [n for n in graph.node if n.op_type == 'TopK' and n.input[1] in constants]:
+        k = node.input[1]
+        node.input[1] = f'{node.name}/k'
+        graph.node.insert(list(graph.node).index(node),
+                          helper.make_node('Identity', [k], [node.input[1]],
+                                           name=f'{node.name}/k'))
+
+
 def onnx_to_litert(onnx_path: str | os.PathLike, path: str | os.PathLike,
                    batches: Optional[Sequence[Tensor]] = None) -> None:
     """Convert the ONNX graph ``onnx_path`` to the LiteRT file ``path`` (``.tflite``): FP32,
@@ -115,6 +130,7 @@ def onnx_to_litert(onnx_path: str | os.PathLike, path: str | os.PathLike,
         raise ValueError(f'batches calibrate a graph with one input; {os.fspath(onnx_path)} '
                          f'has {len(graph.graph.input)}')
     slim = onnxslim.slim(graph, input_shapes=_static_shapes(graph.graph, batches))
+    _variable_topk_k(slim.graph)
     names = dict(inputs=[i.name for i in slim.graph.input],
                  outputs=[o.name for o in slim.graph.output])
     with tempfile.TemporaryDirectory(prefix='rfcr-litert-') as tmp:
@@ -211,6 +227,7 @@ class LiteRTModel(ExportedModel):
         self.input_names = sorted(signatures[_SIGNATURE]['inputs'], key=_index)
         self.output_names = sorted(signatures[_SIGNATURE]['outputs'], key=_index)
         self._inputs = [inputs[n]['index'] for n in self.input_names]
+        self._dtypes = [inputs[n]['dtype'] for n in self.input_names]  # uint8 end to end
         self._outputs = [outputs[n]['index'] for n in self.output_names]
         shapes = [tuple(int(d) for d in inputs[n]['shape']) for n in self.input_names]
         self.input_shapes = [(s[0], s[3], s[1], s[2]) if len(s) == 4 else s for s in shapes]
@@ -218,7 +235,7 @@ class LiteRTModel(ExportedModel):
         self._interpreter.allocate_tensors()
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        for index, x in zip(self._inputs, arrays):
-            self._interpreter.set_tensor(index, _nhwc(np.asarray(x, dtype=np.float32)))
+        for index, dtype, x in zip(self._inputs, self._dtypes, arrays):
+            self._interpreter.set_tensor(index, _nhwc(np.asarray(x, dtype=dtype)))
         self._interpreter.invoke()
         return [_nchw(self._interpreter.get_tensor(i)) for i in self._outputs]

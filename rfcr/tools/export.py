@@ -11,7 +11,8 @@ The graph's input is the preprocessed image batch (after mmdet's ``DetDataPrepro
 BGR -> RGB, normalized, padded), its outputs the head's raw maps (no decoding, no NMS).
 With ``--neck``, the inputs are the feature maps the neck receives. With ``--end2end``, the
 whole detector (:mod:`rfcr.deploy.end2end`): uint8 images in, preprocessing, decoding and
-NMS inside, ``num_dets, boxes, scores, labels`` out, the metadata ``rfcr-predict`` reads.
+NMS inside, ``num_dets, boxes, scores, labels`` out, the metadata ``rfcr-predict`` reads
+(ONNX, OpenVINO, MNN, LiteRT; ncnn and TensorRT refuse, saying why).
 """
 from __future__ import annotations
 
@@ -56,9 +57,10 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         '(0: RFCR in the YOLO-ReT configs); its inputs are the feature maps '
                         'it receives')
     parser.add_argument('--end2end', action='store_true',
-                        help='the whole detector (onnx only): uint8 images in, the data '
-                        'preprocessing, decoding, thresholds and NMS in the graph, outputs '
-                        'num_dets, boxes, scores, labels; the metadata rfcr-predict reads')
+                        help='the whole detector (onnx, openvino, mnn, litert): uint8 images '
+                        'in, the data preprocessing, decoding, thresholds and NMS in the graph, '
+                        'outputs num_dets, boxes, scores, labels; the metadata rfcr-predict '
+                        'reads (in the ONNX file, else in OUT.json beside it, e.g. m.mnn.json)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 17)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
@@ -71,9 +73,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f'--opset must be >= 17, got {args.opset}')
     if args.neck not in (None, 'all') and not args.neck.isdigit():
         parser.error(f'--neck takes no value or a module index, got {args.neck!r}')
-    if args.end2end and (args.format != 'onnx' or args.neck):
-        parser.error(f'--end2end exports the whole detector to onnx, got --format '
-                     f'{args.format}' + (f' and --neck {args.neck}' if args.neck else ''))
+    if args.end2end and args.neck:
+        parser.error(f'--end2end exports the whole detector, got --neck {args.neck}')
     suffix = EXPORT_FORMATS[args.format].suffixes[0]
     if not args.out.endswith(suffix):
         parser.error(f'--format {args.format} writes a {suffix} file, got {args.out!r}')
@@ -134,20 +135,27 @@ class _Part:
 
 
 def _end2end(args: argparse.Namespace, model: nn.Module) -> dict:
-    """``--end2end``: the whole detector to ONNX (:mod:`rfcr.deploy.end2end`); ``--verify``
-    compares ONNX Runtime with PyTorch's ``End2End`` of the model as loaded."""
+    """``--end2end``: the whole detector to the format's file (:mod:`rfcr.deploy.end2end`);
+    ``--verify`` compares its runtime with PyTorch's ``End2End`` of the model as loaded."""
     from rfcr.deploy import switch_to_deploy
     from rfcr.deploy.end2end import (OUTPUT_NAMES, End2End, end2end_metadata, export_end2end,
-                                     verify_end2end)
+                                     metadata_path, verify_end2end)
     from rfcr.utils.config import load_config
 
+    runtime = EXPORT_FORMATS[args.format]
     module = End2End(switch_to_deploy(copy.deepcopy(model)) if args.deploy else model)
     metadata = end2end_metadata(load_config(args.config, args.cfg_options), module, args.shape)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    export_end2end(module, args.out, args.shape, args.batch, args.dynamic, metadata, args.opset)
-    print(f'rfcr-export: wrote {args.out} (ONNX, opset {args.opset}, end to end, '
+    try:
+        export_end2end(module, args.out, args.shape, args.batch, args.dynamic, metadata,
+                       args.opset, runtime.name)
+    except ValueError as e:  # what the format cannot run or hold (ncnn: NMS; LiteRT: dynamic)
+        raise SystemExit(f'rfcr-export: --end2end: {e}') from None
+    print(f'rfcr-export: wrote {args.out} ({runtime.label}, opset {args.opset}, end to end, '
           f'{"dynamic" if args.dynamic else "static"} shapes, '
           f'{"deploy-folded" if args.deploy else "unfolded"})')
+    if args.format != 'onnx':
+        print(f'  metadata: {metadata_path(args.out)}')
     print(f'  input:   images {args.batch}x3x{args.shape[0]}x{args.shape[1]} uint8 '
           f'{metadata["channel_order"].upper()}, letterbox {metadata["letterbox"]}')
     print(f'  outputs: {", ".join(OUTPUT_NAMES)} (max_per_img {metadata["max_per_img"]})')
@@ -157,8 +165,8 @@ def _end2end(args: argparse.Namespace, model: nn.Module) -> dict:
         return summary
     batches = [torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8)
                for n, h, w in verify_shapes(args.batch, *args.shape, args.dynamic)]
-    checks = verify_end2end(args.out, End2End(model), batches)
-    print('  verify (ONNX Runtime vs PyTorch, random images):')
+    checks = verify_end2end(args.out, End2End(model), batches, runtime.name)
+    print(f'  verify ({runtime.label} vs PyTorch, random images):')
     failed = False
     for c in checks:
         ok = c.same_num_dets and c.same_labels and c.max_box_diff <= TOLERANCE * c.max_box

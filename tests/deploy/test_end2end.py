@@ -13,9 +13,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmdet.structures import DetDataSample
 from rfcr.deploy import switch_to_deploy
 from rfcr.deploy.end2end import (END2END_KEY, End2End, NonMaxSuppression, end2end_metadata,
-                                 export_end2end)
+                                 export_end2end, metadata_path)
 from rfcr.deploy.export import export_onnx
-from rfcr.deploy.runtime import load_exported
+from rfcr.deploy.runtime import RUNTIMES, load_exported
 from rfcr.utils.config import build_model, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +25,8 @@ SIZE = 160
 # 'dense': the config's test_cfg; nearly every anchor passes, nms_pre (1000) and
 # max_per_img (100) cut. 'sparse': a few detections, the rest of the K rows padding.
 SPARSE = dict(conf_thr=0.6, score_thr=0.6)
+SPARSE_OPTIONS = ['--cfg-options', 'model.test_cfg.conf_thr=0.6', 'model.test_cfg.score_thr=0.6']
+EDGE = ('mnn', 'litert')  # the edge runtimes that run the end-to-end graph (ncnn does not)
 
 
 def confident_detector(objectness_bias: float = -2.0, **test_cfg):
@@ -204,17 +206,60 @@ def test_rfcr_export_end2end(sparse, tmp_path, capsys):
     torch.save(sparse.state_dict(), checkpoint)
     out = tmp_path / 'model.onnx'
     summary = rfcr_export([str(CONFIG), str(out), '--end2end', '--checkpoint', str(checkpoint),
-                           '--shape', str(SIZE), str(SIZE), '--deploy', '--verify',
-                           '--cfg-options', 'model.test_cfg.conf_thr=0.6',
-                           'model.test_cfg.score_thr=0.6'])
+                           '--shape', str(SIZE), str(SIZE), '--deploy', '--verify']
+                          + SPARSE_OPTIONS)
     (check, ) = summary['verify']
     assert check.same_num_dets and check.same_labels and check.max_box > 0
     assert check.max_box_diff <= 1e-3 * check.max_box
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta[END2END_KEY] == '1' and float(meta['score_thr']) == 0.6
     assert 'verify: OK' in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        rfcr_export([str(CONFIG), str(tmp_path / 'model.xml'), '--format', 'openvino',
+    with pytest.raises(SystemExit, match='graph does not run on ncnn: ncnn has no '
+                       'NonMaxSuppression'):
+        rfcr_export([str(CONFIG), str(tmp_path / 'model.param'), '--format', 'ncnn',
                      '--end2end'])
-    assert 'end2end exports the whole detector to onnx, got --format openvino' in (
-        capsys.readouterr().err)
+    assert not (tmp_path / 'model.param').exists()
+
+
+@pytest.fixture(scope='session')  # tests/test_predict.py's too
+def edge_exports(sparse, tmp_path_factory):
+    """rfcr-export --end2end --deploy --verify of the sparse detector to each installed edge
+    runtime's file (MNN with dynamic shapes), by runtime name, and the same folded graph as
+    ONNX (``'onnx'``) for reference. One export each for every test that uses them."""
+    from rfcr.tools.export import run as rfcr_export
+    tmp = tmp_path_factory.mktemp('end2end-edge')
+    torch.save(sparse.state_dict(), tmp / 'sparse.pth')
+    options = ['--end2end', '--checkpoint', str(tmp / 'sparse.pth'), '--shape', str(SIZE),
+               str(SIZE), '--deploy'] + SPARSE_OPTIONS
+    exports = dict(onnx=tmp / 'model.onnx')
+    rfcr_export([str(CONFIG), str(exports['onnx'])] + options)
+    for runtime in (RUNTIMES[name] for name in EDGE if RUNTIMES[name].available()):
+        path = tmp / f'model{runtime.suffixes[0]}'
+        summary = rfcr_export([str(CONFIG), str(path), '--format', runtime.name, '--verify']
+                              + ['--dynamic'] * (runtime.name == 'mnn') + options)
+        exports[runtime.name] = dict(path=path, summary=summary)
+    return exports
+
+
+def edge_export(exports: dict, name: str) -> dict:
+    """``exports[name]``, or a skip where that runtime is not installed."""
+    if name not in exports:
+        pytest.skip(f'{RUNTIMES[name].label} is not installed')
+    return exports[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', EDGE)
+def test_rfcr_export_end2end_edge(edge_exports, name):
+    """MNN and LiteRT run the graph, NMS included: PyTorch's detections (at three sizes
+    and two batch sizes for MNN's dynamic file); the metadata beside the file."""
+    export = edge_export(edge_exports, name)
+    checks = export['summary']['verify']
+    assert len(checks) == (3 if name == 'mnn' else 1)
+    for check in checks:
+        assert check.same_num_dets and check.same_labels and check.max_box > 0
+        assert check.max_box_diff <= 1e-3 * check.max_box
+    meta = json.loads(metadata_path(export['path']).read_text())
+    assert meta == {p.key: p.value for p in onnx.load(edge_exports['onnx']).metadata_props}
+    assert meta[END2END_KEY] == '1' and float(meta['score_thr']) == 0.6
+
