@@ -1,8 +1,13 @@
 """``rfcr-predict``: run an end-to-end detector file (``rfcr-export --end2end``) on images with
-numpy, OpenCV and ONNX Runtime (or OpenVINO) alone: no torch, mmdet or rfcr.
+numpy, OpenCV and one runtime alone (ONNX Runtime, OpenVINO, MNN or LiteRT): no torch,
+mmdet or rfcr.
 
-    rfcr-predict MODEL.onnx IMAGE_OR_DIR... [--out-dir D] [--score-thr T]
-                 [--runtime onnxruntime|openvino] [--coco-json FILE] [--coco-ann ANN.json]
+    rfcr-predict MODEL IMAGE_OR_DIR... [--out-dir D] [--score-thr T]
+                 [--runtime onnxruntime|openvino|mnn|litert] [--coco-json FILE]
+                 [--coco-ann ANN.json]
+
+MODEL: ``.onnx`` (ONNX Runtime, OpenVINO), ``.xml`` (OpenVINO), ``.mnn`` (MNN), ``.tflite``
+(LiteRT); the metadata is in an ONNX file, else in ``MODEL.json`` beside it.
 
 Each image is resized and padded to the graph's input as the model's config does (the
 file's metadata: mmdet's keep-ratio ``Resize`` padded bottom-right, or rfcr's centred
@@ -25,6 +30,8 @@ import cv2
 import numpy as np
 
 END2END_KEY = 'rfcr_end2end'  # rfcr.deploy.end2end's marker of an end-to-end graph
+SUFFIXES = {'onnxruntime': ('.onnx', ), 'openvino': ('.onnx', '.xml'), 'mnn': ('.mnn', ),
+            'litert': ('.tflite', )}  # the files each runtime runs
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 
 
@@ -109,20 +116,71 @@ def onnx_metadata(path: str) -> dict[str, str]:
     return meta
 
 
-class End2EndModel:
-    """An end-to-end ONNX file on ONNX Runtime or OpenVINO: ``model(images)`` takes a
-    (1, 3, H, W) uint8 batch and returns ``num_dets, boxes, scores, labels`` by name."""
-
-    def __init__(self, path: str, runtime: str = 'onnxruntime') -> None:
-        if Path(path).suffix.lower() != '.onnx':
-            raise InputError(f'MODEL: got {path!r}, expected an end-to-end .onnx file '
-                             '(rfcr-export --end2end)')
-        if not Path(path).is_file():
-            raise InputError(f'MODEL: got {path!r}, which does not exist')
+def metadata(path: str) -> dict[str, str]:
+    """An end-to-end file's metadata: an ONNX file's own, else ``path + '.json'`` beside
+    it (``rfcr.deploy.end2end.metadata_path``)."""
+    if Path(path).suffix.lower() == '.onnx':
         try:
-            meta = onnx_metadata(path)
+            return onnx_metadata(path)
         except (ValueError, IndexError, UnicodeDecodeError) as e:
             raise InputError(f'MODEL: got {path!r}, expected an ONNX file ({e})') from None
+    sidecar = Path(path + '.json')
+    try:
+        return json.loads(sidecar.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f'MODEL: got {path!r}, whose metadata {str(sidecar)!r} (written '
+                         f'beside it by rfcr-export --end2end) cannot be read: {e}') from None
+
+
+def _load(path: str, runtime: str):
+    """The file's batch size (``None``: dynamic) and a function from a (1, 3, H, W) uint8
+    batch to the outputs by name."""
+    if runtime == 'openvino':
+        import openvino as ov
+        # f32: on CPUs with bf16, OpenVINO would compute (and select boxes) in bf16
+        compiled = ov.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
+        batch = compiled.inputs[0].get_partial_shape()[0]
+        names = [o.get_any_name() for o in compiled.outputs]
+        return (batch.get_length() if batch.is_static else None,
+                lambda x: dict(zip(names, compiled([x]).to_tuple())))
+    if runtime == 'mnn':
+        import MNN
+        manager = MNN.nn.create_runtime_manager(({'backend': 'CPU', 'precision': 'high'}, ))
+        module = MNN.nn.load_module_from_file(path, [], [], runtime_manager=manager)
+        info, expr = module.get_info(), MNN.expr
+        return info['inputs'][0].shape[0], lambda x: {  # MNN says 1 for a dynamic batch
+            name: np.array(expr.convert(o, expr.NCHW).read(), copy=True) for name, o in zip(
+                info['outputNames'], module.forward([expr.const(x, list(x.shape), expr.NCHW,
+                                                                expr.dtype.uint8)]))}
+    if runtime == 'litert':
+        from ai_edge_litert.interpreter import Interpreter
+        runner = Interpreter(model_path=path).get_signature_runner('serving_default')
+        (name, detail), = runner.get_input_details().items()
+        return int(detail['shape'][0]), lambda x: {  # NHWC in
+            k: np.array(v) for k, v in runner(**{name: x.transpose(0, 2, 3, 1)}).items()}
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    (graph_input, ) = session.get_inputs()
+    names = [o.name for o in session.get_outputs()]
+    return graph_input.shape[0], lambda x: dict(zip(names, session.run(None, {
+        graph_input.name: x})))
+
+
+class End2EndModel:
+    """An end-to-end file on its runtime (:data:`SUFFIXES`): ``model(images)`` takes a
+    (1, 3, H, W) uint8 batch and returns ``num_dets, boxes, scores, labels`` by name."""
+
+    def __init__(self, path: str, runtime: Optional[str] = None) -> None:
+        suffix = Path(path).suffix.lower()
+        runtime = runtime or next((r for r, s in SUFFIXES.items() if suffix in s), None)
+        if runtime is None or suffix not in SUFFIXES[runtime]:
+            wanted = SUFFIXES[runtime] if runtime else dict.fromkeys(sum(SUFFIXES.values(), ()))
+            raise InputError(f'MODEL: got {path!r}, expected an end-to-end {"/".join(wanted)} '
+                             'file' + (f' for --runtime {runtime}' if runtime else '')
+                             + ' (rfcr-export --end2end)')
+        if not Path(path).is_file():
+            raise InputError(f'MODEL: got {path!r}, which does not exist')
+        meta = metadata(path)
         if meta.get(END2END_KEY) != '1':
             raise InputError(f'MODEL: got {path!r}, expected an end-to-end graph with rfcr '
                              f'metadata ({END2END_KEY}); export it with rfcr-export --end2end')
@@ -132,22 +190,7 @@ class End2EndModel:
         self.pad_value = json.loads(meta['pad_value'])
         self.channel_order = meta['channel_order']
         try:
-            if runtime == 'openvino':
-                import openvino as ov
-                # f32: on CPUs with bf16, OpenVINO would compute (and select boxes) in bf16
-                compiled = ov.Core().compile_model(path, 'CPU',
-                                                   {'INFERENCE_PRECISION_HINT': 'f32'})
-                batch = compiled.inputs[0].get_partial_shape()[0]
-                batch = batch.get_length() if batch.is_static else None
-                self.output_names = [o.get_any_name() for o in compiled.outputs]
-                self._run = lambda x: list(compiled([x]).to_tuple())
-            else:
-                import onnxruntime as ort
-                session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-                (graph_input, ) = session.get_inputs()
-                batch = graph_input.shape[0]
-                self.output_names = [o.name for o in session.get_outputs()]
-                self._run = lambda x: session.run(None, {graph_input.name: x})
+            batch, self._run = _load(path, runtime)
         except ImportError:
             raise InputError(f'--runtime: got {runtime}, which is not installed') from None
         if isinstance(batch, int) and batch != 1:
@@ -155,7 +198,7 @@ class End2EndModel:
                              'batch 1 or a dynamic batch')
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self._run(images)))
+        return self._run(images)
 
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (x1 y1 x2 y2 in ``image``'s pixels, clipped to it), scores and labels of
@@ -230,8 +273,9 @@ def _draw(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.n
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = _Parser(prog='rfcr-predict', description='Detect objects in images with an '
-                     'end-to-end ONNX file (rfcr-export --end2end)')
-    parser.add_argument('model', metavar='MODEL', help='the end-to-end .onnx file')
+                     'end-to-end file (rfcr-export --end2end)')
+    parser.add_argument('model', metavar='MODEL', help='the end-to-end file: .onnx, .xml '
+                        '(OpenVINO), .mnn or .tflite (metadata in MODEL.json beside it)')
     parser.add_argument('images', metavar='IMAGE_OR_DIR', nargs='+',
                         help='images, or directories of images')
     parser.add_argument('--out-dir', default='predictions',
@@ -239,8 +283,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--score-thr', type=float, default=0.0,
                         help="drop detections scored below this, in [0, 1] (default 0: the "
                         "graph's own thresholds only)")
-    parser.add_argument('--runtime', choices=('onnxruntime', 'openvino'),
-                        default='onnxruntime', help='what runs the graph')
+    parser.add_argument('--runtime', choices=SUFFIXES,
+                        help="what runs the graph (default: MODEL's suffix says)")
     parser.add_argument('--coco-json', help='also write all detections as a COCO results list')
     parser.add_argument('--coco-ann', help='COCO annotations (e.g. instances_val.json) giving '
                         '--coco-json its image ids (by file name) and category ids (by name)')

@@ -25,7 +25,7 @@ HEIGHT, WIDTH = 120, 200  # resized by 0.8 to 96 x 160, padded to 160 x 160
 FRESH = ('import sys, rfcr_predict\n'
          'rc = rfcr_predict.main(sys.argv[1:])\n'
          "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-         "('torch', 'mmdet', 'mmcv', 'mmengine', 'rfcr')))\n"
+         "('torch', 'mmdet', 'mmcv', 'mmengine', 'rfcr', 'tensorflow')))\n"
          'sys.exit(rc)\n')
 
 
@@ -154,8 +154,12 @@ def bad_files(files, tmp_path):
     (['{model}', '{tmp}/missing.png'], "IMAGE_OR_DIR: got '{tmp}/missing.png', which does not"),
     (['{model}', '{image}', '{tmp}/text.png'], "IMAGE_OR_DIR: got '{tmp}/text.png', expected an "
      'image'),
-    (['{tmp}/model.xml', '{image}'], "MODEL: got '{tmp}/model.xml', expected an end-to-end "
-     '.onnx'),
+    (['{image}', '{image}'], "MODEL: got '{image}', expected an end-to-end "
+     '.onnx/.xml/.mnn/.tflite file (rfcr-export'),
+    (['{tmp}/model.xml', '{image}'], "MODEL: got '{tmp}/model.xml', whose metadata "
+     "'{tmp}/model.xml.json' (written beside it by rfcr-export --end2end) cannot be read"),
+    (['{model}', '{image}', '--runtime', 'mnn'], "MODEL: got '{model}', expected an end-to-end "
+     '.mnn file for --runtime mnn'),
     (['{tmp}/garbage.onnx', '{image}'], "MODEL: got '{tmp}/garbage.onnx', expected an"),
     (['{tmp}/plain.onnx', '{image}'], "MODEL: got '{tmp}/plain.onnx', expected an end-to-end "
      'graph with rfcr metadata'),
@@ -164,8 +168,8 @@ def bad_files(files, tmp_path):
     (['{model}', '{image}', '--score-thr', '-0.1'], '--score-thr: got -0.1, expected'),
     (['{model}', '{image}', '--score-thr', 'high'], "argument --score-thr: invalid float value: "
      "'high'"),
-], ids=['missing image', 'not an image', 'not onnx', 'garbage onnx', 'onnx without metadata',
-        'score-thr > 1', 'score-thr < 0', 'score-thr not a number'])
+], ids=['missing image', 'not an image', 'not a model', 'no sidecar metadata',
+        'not for the runtime', 'garbage onnx', 'onnx without metadata', 'score-thr > 1', 'score-thr < 0', 'score-thr not a number'])
 def test_predictor_bad_input(bad_files, args, expected, capfd):
     out = bad_files['tmp'] / 'out'
     argv = [a.format(**bad_files) for a in args] + [

@@ -2,8 +2,11 @@
 against mmdet's own preprocessing + predict on the demo detector."""
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -263,3 +266,23 @@ def test_rfcr_export_end2end_edge(edge_exports, name):
     assert meta == {p.key: p.value for p in onnx.load(edge_exports['onnx']).metadata_props}
     assert meta[END2END_KEY] == '1' and float(meta['score_thr']) == 0.6
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', EDGE)
+def test_predictor_on_edge_runtimes_equals_onnxruntime(edge_exports, name, tmp_path):
+    """rfcr-predict --runtime mnn / litert in a fresh interpreter (no torch, mmdet,
+    TensorFlow): ONNX Runtime's detections on the same folded graph, within 1 px."""
+    import rfcr_predict
+    from tests.test_predict import FRESH, assert_matches
+    path = edge_export(edge_exports, name)['path']
+    image = tmp_path / 'noise.png'
+    cv2.imwrite(str(image), images(1, seed=5)[0].permute(1, 2, 0).numpy())
+    (ort, ) = rfcr_predict.run([str(edge_exports['onnx']), str(image), '--out-dir',
+                                str(tmp_path / 'ort')])
+    proc = subprocess.run([sys.executable, '-c', FRESH, str(path), str(image), '--out-dir',
+                           str(tmp_path / 'edge'), '--runtime', name],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == '[]'
+    result = json.loads((tmp_path / 'edge' / 'noise.json').read_text())
+    assert_matches(result, (np.array(ort['boxes']), np.array(ort['scores']), ort['labels']))
