@@ -29,7 +29,7 @@ bench:
 		--out-dir docs/bench
 
 ## int8: FP32 vs INT8 of the demo checkpoint (after make demo): mAP on its validation set and
-## latency, ONNX Runtime and OpenVINO -> docs/bench/int8/
+## latency, on every runtime that quantizes (ONNX Runtime, OpenVINO, MNN, LiteRT) -> docs/bench/int8/
 int8:
 	$(PY) benchmarks/int8.py --config $(DEMO_CONFIG) --checkpoint $(DEMO_WORK)/epoch_3.pth \
 		--out-dir docs/bench/int8
