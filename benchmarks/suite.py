@@ -252,12 +252,8 @@ def folded_end2end(path: str) -> nn.Module:
 
 # Where End2End's graph does not run, and why (each tried, rfcr 0.1.0; what it gives).
 END2END_NOT_ON = {
-    'ncnn': 'pnnx refuses the uint8 image input (rfcr.deploy.edge declares float32 shapes); '
-            'ncnn has no NonMaxSuppression layer',
-    'mnn': "MNN converts the graph, but rfcr.deploy.edge's MNN session feeds float32 only "
-           "(uint8 images: 'numpy type does not match')",
-    'litert': "onnx2tf 1.28.8 fails on the graph's TopK (its K, a 1-element tensor, under "
-              'NumPy 2)',
+    'ncnn': 'pnnx crashes on the end-to-end graph, and ncnn has no NonMaxSuppression, TopK, '
+            'ScatterND or Gather layer for its post-processing',
 }
 
 
