@@ -188,7 +188,9 @@ def run(argv: Sequence[str] | None = None) -> dict:
     suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
              else suite_asked(args.suite, args.groups))
 
-    # The peak-memory pass uses torch.profiler; keep Kineto's start/stop chatter off stderr.
+    # The peak-memory pass uses torch.profiler; keep Kineto's start/stop chatter off stderr
+    # (Kineto reads the variable when the profiler starts), and leave the caller's as it was.
+    kineto = os.environ.get('KINETO_LOG_LEVEL')
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')
     from tqdm import tqdm
     total = sum(num_steps(g, settings) for g in suite.groups)
@@ -201,16 +203,20 @@ def run(argv: Sequence[str] | None = None) -> dict:
 
     asked = suite.targets_on(runtimes)
     rows, times, profiles = [], {}, []
-    for group in suite.groups:
-        timed = {} if args.profile else None  # the group's runners, kept to profile them
-        group_rows, group_times = run_group(group, settings, progress, timed)
-        rows += group_rows
-        times[group.name] = group_times
-        if args.profile:  # the group's targets not met, on the runners just timed
-            profiles += profile_unmet(suite, group_rows, [t.check(times) for t in asked
-                                                          if t.group == group.name],
-                                      settings, timed)
-    bar.close()
+    try:
+        for group in suite.groups:
+            timed = {} if args.profile else None  # the group's runners, kept to profile them
+            group_rows, group_times = run_group(group, settings, progress, timed)
+            rows += group_rows
+            times[group.name] = group_times
+            if args.profile:  # the group's targets not met, on the runners just timed
+                profiles += profile_unmet(suite, group_rows, [t.check(times) for t in asked
+                                                              if t.group == group.name],
+                                          settings, timed)
+    finally:
+        bar.close()
+        if kineto is None:
+            os.environ.pop('KINETO_LOG_LEVEL', None)
 
     if hasattr(os, 'getloadavg'):
         meta['load_average_end'] = [round(x, 2) for x in os.getloadavg()]

@@ -45,6 +45,7 @@ def test_rfcr_dynamic_export_matches_pytorch(rfcr, deploy, tmp_path):
     if deploy:  # the weighted sum is gone: no per-input Mul, a Sub for the negative weight
         assert 'Mul' not in ops and ops['Sub'] == 1
     session = ort.InferenceSession(str(path))
+    assert len(session.get_inputs()) == len(CHANNELS)
     for graph_input, channels in zip(session.get_inputs(), CHANNELS):
         batch, c, height, width = graph_input.shape
         assert c == channels and all(isinstance(d, str) for d in (batch, height, width))

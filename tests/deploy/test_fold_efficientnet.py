@@ -28,6 +28,7 @@ def test_folds_exactly(build):
         got = folded(x)
     assert refused == []
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert len(got) == len(expected) == 4  # four taps in both models
     for e, g in zip(expected, got):
         assert g.shape == e.shape
         assert float((g - e).abs().max()) <= 1e-4 * float(e.abs().max())
