@@ -226,8 +226,9 @@ def test_bad_input_is_refused_and_writes_nothing(trained, tmp_path, capsys):
 def test_rfcr_test_refuses_mixed_arguments(trained, tmp_path, capsys):
     options, checkpoint = trained
     for argv, message in (
-            ([checkpoint, '--runtime', 'openvino'], '--runtime and --threads run an exported '
-                                                    'model (.onnx/.xml), got the checkpoint'),
+            ([checkpoint, '--runtime', 'openvino'],
+             '--runtime and --threads run an exported model '
+             '(.onnx/.xml/.param/.mnn/.tflite/.engine), got the checkpoint'),
             ([str(tmp_path / 'm.onnx'), '--deploy'], '--deploy folds a PyTorch checkpoint'),
             ([str(tmp_path / 'm.onnx')], "exported model '" + str(tmp_path / 'm.onnx')
              + "': no such file"),
