@@ -34,7 +34,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from rfcr.analysis.benchmark import BEST, Candidate, Group, Suite, Target, image
 from rfcr.deploy import switch_to_deploy
-from rfcr.deploy.end2end import End2End
+from rfcr.deploy.end2end import UNSUPPORTED, End2End
 from rfcr.utils.config import build_model
 from seed_port_rfcr import SeedPortRFCR  # rfcr-bench puts this file's folder on sys.path
 
@@ -250,11 +250,8 @@ def folded_end2end(path: str) -> nn.Module:
     return End2End(switch_to_deploy(detecting(path)))
 
 
-# Where End2End's graph does not run, and why (each tried, rfcr 0.1.0; what it gives).
-END2END_NOT_ON = {
-    'ncnn': 'pnnx crashes on the end-to-end graph, and ncnn has no NonMaxSuppression, TopK, '
-            'ScatterND or Gather layer for its post-processing',
-}
+# Where End2End's graph does not run, and why: the runtime table's own refusals.
+END2END_NOT_ON = dict(UNSUPPORTED)
 
 
 def end2end_group() -> Group:

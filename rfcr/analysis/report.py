@@ -27,8 +27,6 @@ RATIO_NOTE = ('x ref: median over rounds of (this row / its reference row), both
 # group holds the model as built).
 RUNTIME_NAMES = {name: rt.label for name, rt in RUNTIMES.items()}
 RUNTIME_HOW = {name: rt.how for name, rt in RUNTIMES.items()}
-# Runtimes made for ARM phones and boards: on this x86 machine they run their x86 kernels.
-ARM_RUNTIMES = ('ncnn', 'mnn', 'litert')
 
 
 @dataclass
@@ -142,7 +140,7 @@ def _runtime_table(group: str, rows: Sequence[BenchRow]) -> list[str]:
                       _ratio_cell(entry.get('ratio_vs_ref'), r.ref == r.name)]
         best = RUNTIME_NAMES.get(r.best_runtime, r.best_runtime or '-')
         lines.append(f'| {r.name} | ' + ' | '.join(cells) + f' | {best} |')
-    arm = [RUNTIME_NAMES.get(rt, rt) for rt in runtimes if rt in ARM_RUNTIMES]
+    arm = [RUNTIME_NAMES.get(rt, rt) for rt in runtimes if RUNTIMES[rt].arm]
     if arm:
         lines += ['', f'{", ".join(arm)}: runtimes made for ARM CPUs, run here on this '
                   'machine\'s CPU (see the line under the tables): x86 numbers of ARM '

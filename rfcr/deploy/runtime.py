@@ -240,6 +240,8 @@ class Runtime:
         op_counts: ``path -> Counter`` of the op types its file holds.
         quantize: ``(fp32 .onnx, out, calibration batches) -> None`` writing an INT8 model
             to ``out`` (a ``suffixes[0]`` file); ``None``: it does not quantize.
+        arm: Made for ARM phones and boards: on an x86 machine its numbers are those of
+            its x86 kernels (the bench tables say so).
     """
     name: str
     label: str
@@ -256,6 +258,7 @@ class Runtime:
     load: Optional[Callable[[str, Optional[int], bool], ExportedModel]] = None
     op_counts: Optional[Callable[[str | os.PathLike], Counter]] = None
     quantize: Optional[Callable[[str, str, Sequence[Tensor]], None]] = None
+    arm: bool = False
 
     def available(self) -> bool:
         """Whether this environment has what the runtime needs."""
@@ -321,12 +324,12 @@ RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (
             install="the ncnn and pnnx packages (pip install 'rfcr[deploy]')",
             packages=('onnx', 'ncnn', 'pnnx'), suffixes=('.param', ), sidecars=('.bin', ),
             file_kind='ncnn graph', format='ncnn', export=export_ncnn, load=NcnnModel,
-            op_counts=ncnn_op_counts),
+            op_counts=ncnn_op_counts, arm=True),
     Runtime('mnn', 'MNN', "the ONNX graph converted by MNN's converter, MNN CPU, FP32",
             install="the MNN package (pip install 'rfcr[deploy]')",
             packages=('onnx', 'MNN'), suffixes=('.mnn', ), file_kind='MNN model',
             format='mnn', export=export_mnn, load=MnnModel, op_counts=mnn_op_counts,
-            quantize=quantize_mnn),
+            quantize=quantize_mnn, arm=True),
     Runtime('litert', 'LiteRT',
             'the onnxslim-folded ONNX graph converted by onnx2tf (NHWC) and LiteRT\'s converter, '
             'LiteRT interpreter (XNNPACK) CPU, static shapes, FP32',
@@ -334,7 +337,7 @@ RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (
             packages=('onnx', 'onnxslim', 'onnx2tf', 'tensorflow', 'ai_edge_litert'),
             suffixes=('.tflite', ), file_kind='LiteRT model', format='litert',
             export=export_litert, load=LiteRTModel, op_counts=litert_op_counts,
-            quantize=quantize_litert),
+            quantize=quantize_litert, arm=True),
     Runtime('tensorrt', 'TensorRT',
             'an engine built from the ONNX graph for the CUDA GPU it runs on, FP32',
             install='a CUDA GPU and the tensorrt package',
