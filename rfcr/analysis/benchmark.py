@@ -14,11 +14,11 @@ Example:
     >>> group = Group('toy', baseline='small', repeats=3, candidates=[
     ...     Candidate('small', 'toy', lambda: nn.Conv2d(8, 8, 1), image),
     ...     Candidate('large', 'toy', lambda: nn.Conv2d(8, 64, 3), image)])
-    >>> rows, _ = run_group(group, Settings(input_size=(64, 64), threads=1, warmup=1))
+    >>> rows, _, rounds = run_group(group, Settings(input_size=(64, 64), threads=1, warmup=1))
     >>> [(r.name, r.params['total'], r.macs['total']) for r in rows]
     [('small', 72, 4096), ('large', 4672, 165888)]
-    >>> rows[0].ratio_vs_ref['median']
-    1.0
+    >>> rows[0].ratio_vs_ref['median'], rounds['rounds'], rounds['stopped']
+    (1.0, 3, 'rounds')
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,13 +39,15 @@ from ..deploy.export import OnnxWrapper
 from ..deploy.runtime import (EAGER, EXPORTED_RUNTIMES, FILE_RUNTIMES, RUNTIMES, Runner,
                               TorchRunner, default_runtime, get_runtime, load_exported)
 from ..utils.config import parameter_counts
+from ..utils.cpu import cpu_flags
 from .flops import count_macs
-from .profile import Profile, profile_runner
 from .report import BenchRow
-from .latency import (MEMORY_FORMATS, Stats, best_format, interleaved_timings, paired_ratio,
-                      peak_memory, synchronizer)
+from .latency import (MEMORY_FORMATS, RatioCI, Stats, best_format, interleaved_timings,
+                      median_ci_ranks, peak_memory, ratio_ci, synchronizer)
 
 FORMAT_CHOICES = ('auto', 'contiguous', 'channels_last')
+MIN_ROUNDS = 10  # adaptive rounds: the fewest before the intervals are read
+MAX_ROUNDS = 100_000  # adaptive rounds without --repeats: the most (the time runs out first)
 
 
 def call_model(model: nn.Module, inputs: tuple) -> Any:
@@ -110,8 +113,14 @@ class Settings:
     device: str = 'cpu'
     memory_format: str = 'auto'  # 'auto' times both formats and keeps the faster
     warmup: int = 3
-    repeats: Optional[int] = None  # None: each group's own
+    repeats: Optional[int] = None  # None: each group's own; with precision: the most
     peak_memory: bool = True
+    # Adaptive rounds: with ``precision`` (e.g. 0.02), a group's rounds go on, after
+    # MIN_ROUNDS, until every ratio its tables and targets use has a confidence interval
+    # within +-precision of its median (relative), or its timed rounds took ``max_time``
+    # seconds. Without: ``repeats`` rounds (the group's own if None).
+    precision: Optional[float] = None
+    max_time: Optional[float] = None
     # Runtimes besides PyTorch eager (rfcr.deploy.runtime.EXPORTED_RUNTIMES: ONNX Runtime,
     # OpenVINO, torch.compile): every candidate (as built: folded or not) also runs there,
     # in the same rounds as eager.
@@ -134,6 +143,19 @@ class Settings:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}')
         if self.repeats is not None and self.repeats < 1:
             raise ValueError(f'repeats must be >= 1, got {self.repeats!r}')
+        if self.precision is not None and not 0 < self.precision < 1:
+            raise ValueError(f'precision must be in (0, 1) (a relative half-width, e.g. '
+                             f'0.02), got {self.precision!r}')
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f'max_time must be > 0 seconds, got {self.max_time!r}')
+        if (self.precision is None) != (self.max_time is None):
+            raise ValueError('precision and max_time go together (adaptive rounds: until '
+                             'every interval is within precision, or max_time seconds), got '
+                             f'precision={self.precision!r}, max_time={self.max_time!r}')
+        if (self.precision is not None and self.repeats is not None
+                and self.repeats < MIN_ROUNDS):
+            raise ValueError(f'with precision, repeats (the most rounds) must be >= '
+                             f'{MIN_ROUNDS}, got {self.repeats!r}')
 
     @property
     def formats(self) -> list[str]:
@@ -150,8 +172,15 @@ def _to(obj: Any, device: torch.device, fmt: torch.memory_format) -> Any:
 
 
 def _stats_ms(times: Sequence[float]) -> dict:
-    s = Stats.of([t * 1e3 for t in times])
-    return dict(median=s.median, p10=s.p10, p90=s.p90, n=s.n)
+    """Median, p10, p90 and the median's 95 % interval (``ci_lo``, ``ci_hi``; absent when
+    the rounds are too few) of ``times`` in ms."""
+    ms = sorted(t * 1e3 for t in times)
+    s = Stats.of(ms)
+    stats = dict(median=s.median, p10=s.p10, p90=s.p90, n=s.n)
+    ranks = median_ci_ranks(len(ms))
+    if ranks is not None:
+        stats.update(ci_lo=ms[ranks[0]], ci_hi=ms[ranks[1]])
+    return stats
 
 
 def _macs_by_part(model: nn.Module, inputs: tuple) -> tuple[dict, dict]:
@@ -202,25 +231,21 @@ def exported_runner(runtime: str, cand: Candidate, model: nn.Module, inputs: tup
     return get_runtime(runtime).runner(wrapper, flat, threads)
 
 
-def profile_candidate(cand: Candidate, runtime: str, settings: Settings,
-                      memory_format: str = 'contiguous',
-                      runner: Optional[Runner] = None) -> Profile:
-    """Where ``cand``'s time goes on ``runtime``: ``runner``, the one that was timed
-    (:func:`run_group`'s ``runners``; nothing is exported again), or else one built as
-    :func:`exported_runner` builds it (eager: in ``memory_format``) and warmed up,
-    profiled by :func:`rfcr.analysis.profile.profile_runner`."""
-    if runner is None:
-        model = cand.build()
-        model.eval()
-        inputs = cand.make_inputs(settings.batch_size, settings.input_size)
-        if runtime == EAGER:
-            fmt = MEMORY_FORMATS[memory_format]
-            model = model.to(memory_format=fmt)
-            inputs = _to(inputs, torch.device('cpu'), fmt)
-        runner = exported_runner(runtime, cand, model, inputs, settings.threads)
-        for _ in range(settings.warmup):
-            runner()
-    return profile_runner(runner, runtime, name=cand.name)
+def candidate_runner(cand: Candidate, runtime: str, settings: Settings,
+                     memory_format: str = 'contiguous') -> Runner:
+    """A runner of ``cand`` on ``runtime`` built as :func:`exported_runner` builds it (eager:
+    in ``memory_format``) and warmed up: for profiling a row that was not timed here."""
+    model = cand.build()
+    model.eval()
+    inputs = cand.make_inputs(settings.batch_size, settings.input_size)
+    if runtime == EAGER:
+        fmt = MEMORY_FORMATS[memory_format]
+        model = model.to(memory_format=fmt)
+        inputs = _to(inputs, torch.device('cpu'), fmt)
+    runner = exported_runner(runtime, cand, model, inputs, settings.threads)
+    for _ in range(settings.warmup):
+        runner()
+    return runner
 
 
 def _params_by_part(model: nn.Module) -> dict:
@@ -231,35 +256,85 @@ def _params_by_part(model: nn.Module) -> dict:
 
 def run_group(group: Group, settings: Settings,
               progress: Optional[Callable[[str, int], None]] = None,
-              runners: Optional[dict[tuple[str, str, str], Runner]] = None
-              ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]]]:
+              runners: Optional[dict[tuple[str, str, str], Runner]] = None,
+              targets: Sequence['Target'] = ()
+              ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]], dict]:
     """Measure every candidate of ``group`` with ``settings.threads`` threads (the
     process's count is restored after); rows in candidate order, plus raw timings.
 
     ``progress(message, steps)`` is told of each step done, a step being one forward
     pass (preparing a candidate counts as one per memory format): see :func:`num_steps`.
     ``runners``, if given, receives the runners that were timed, ``(group, candidate,
-    variant) -> Runner`` (what :func:`profile_candidate` profiles without exporting again);
+    variant) -> Runner`` (what rfcr-bench's ``--profile`` profiles without exporting again);
     otherwise they go with the group. They hold models, sessions and files: keep them only
-    as long as needed.
+    as long as needed. ``targets``: the group's, whose ratios adaptive rounds
+    (``settings.precision``) watch besides the tables' (:func:`watched_ratios`).
 
     Returns:
-        ``(rows, times)``: a :class:`BenchRow` per candidate and, per candidate,
-        variant -> seconds per round; variants are the memory formats, ``'eager'`` (the
-        faster of them) and each of ``settings.runtimes``.
+        ``(rows, times, rounds)``: a :class:`BenchRow` per candidate; per candidate,
+        variant -> seconds per round (variants: the memory formats, ``'eager'`` (the
+        faster of them) and each of ``settings.runtimes``); and how the rounds went:
+        ``rounds`` (how many), ``stopped`` (``'rounds'``: the fixed count; ``'precision'``:
+        every watched interval within it; ``'time'``: ``max_time`` spent first),
+        ``seconds`` and ``widest`` (the watched ratio with the widest interval and its
+        relative half-width).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
         return _run_group(group, settings, progress or (lambda msg, steps: None),
-                          {} if runners is None else runners)
+                          {} if runners is None else runners, targets)
     finally:
         torch.set_num_threads(threads)
 
 
+def _nest(raw: dict[str, list[float]], formats: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    """``'name|variant'`` -> seconds, as name -> variant -> seconds, with ``'eager'``: the
+    faster memory format's timings (lowest median so far)."""
+    times: dict[str, dict[str, list[float]]] = {}
+    for key, ts in raw.items():
+        name, variant = key.split('|')
+        times.setdefault(name, {})[variant] = ts
+    for t in times.values():
+        measured = {f: t[f] for f in formats if f in t}
+        if measured:
+            t[EAGER] = t[best_format(measured)]
+    return times
+
+
+def watched_ratios(group: Group, times: dict[str, dict[str, list[float]]],
+                   targets: Sequence['Target'] = ()) -> dict[str, RatioCI]:
+    """Every ratio the tables and ``targets`` read from ``times`` (one group's, as
+    :func:`run_group` returns them), with its interval: each row against its reference on
+    eager and on every runtime both ran, channels_last's gain, and each target's ratio.
+
+    Example:
+        >>> group = Group('g', 'a', [Candidate('a', 'toy', None, None),
+        ...                          Candidate('b', 'toy', None, None)])
+        >>> ts = {'a': {'eager': [1.0] * 6}, 'b': {'eager': [2.0] * 5 + [2.2]}}
+        >>> {k: (r.median, r.hi) for k, r in watched_ratios(group, ts).items()}
+        {'b / a (eager)': (2.0, 2.2)}
+    """
+    out = {}
+    refs = {c.name: c.ref or group.baseline for c in group.candidates}
+    for name, t in times.items():
+        ref = times.get(refs[name], {})
+        if refs[name] != name:
+            for variant in t:
+                if variant not in MEMORY_FORMATS and variant in ref:
+                    out[f'{name} / {refs[name]} ({variant})'] = ratio_ci(t[variant], ref[variant])
+        if set(MEMORY_FORMATS) <= set(t):
+            out[f'{name} channels_last gain'] = ratio_ci(t['contiguous'], t['channels_last'])
+    for target in targets:
+        ci = target.ratio({group.name: times})
+        if ci is not None:
+            out[f'target: {target.name} ({target.runtime})'] = ci[1]
+    return out
+
+
 def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], None],
-               kept: dict[tuple[str, str, str], Runner]
-               ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]]]:
+               kept: dict[tuple[str, str, str], Runner], targets: Sequence['Target']
+               ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]], dict]:
     device = torch.device(settings.device)
     rows, runners = [], {}
     for cand in group.candidates:
@@ -294,22 +369,50 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
                     row.runtime_errors[rt] = f'{type(e).__name__}: {e}'
         progress(f'{group.name}: prepared {cand.name}', len(settings.formats))
 
-    repeats = settings.repeats or group.repeats
+    adaptive = settings.precision is not None
+    repeats = (settings.repeats or MAX_ROUNDS) if adaptive else (settings.repeats
+                                                                 or group.repeats)
+    state = dict(stopped='rounds', widest=None, check_at=MIN_ROUNDS)
+    started = time.perf_counter()
+
+    def stop(raw: dict[str, list[float]], done: int) -> bool:
+        """Adaptive rounds: check the intervals after MIN_ROUNDS, then each time the
+        rounds have grown by a tenth (fewer looks at the data, and cheaper ones)."""
+        if time.perf_counter() - started >= settings.max_time:
+            state['stopped'] = 'time'
+            return True
+        if done < state['check_at']:
+            return False
+        state['check_at'] = max(done + 1, math.ceil(done * 1.1))
+        watched = watched_ratios(group, _nest(raw, settings.formats), targets)
+        if not watched:
+            return False
+        name, ci = max(watched.items(), key=lambda kv: kv[1].half_width)
+        state['widest'] = dict(ratio=name, half_width=ci.half_width)
+        if ci.half_width <= settings.precision:
+            state['stopped'] = 'precision'
+            return True
+        return False
+
     with torch.inference_mode():
         raw = interleaved_timings(
             {f'{n}|{f}': fn for (n, f), fn in runners.items()}, repeats=repeats,
             warmup=settings.warmup, sync=synchronizer(device),
-            on_round=lambda r: progress(f'{group.name}: round {r + 1}/{repeats}', len(runners)))
+            on_round=lambda r: progress(f'{group.name}: round {r + 1}'
+                                        + ('' if adaptive else f'/{repeats}'), len(runners)),
+            stop=stop if adaptive else None)
     progress(f'{group.name}: timed', settings.warmup * len(runners))  # the warm-up rounds
-    times: dict[str, dict[str, list[float]]] = {}
-    for key, ts in raw.items():
-        name, variant = key.split('|')
-        times.setdefault(name, {})[variant] = ts
-    for name, t in times.items():  # eager: the faster memory format's timings
-        fmt = best_format({f: t[f] for f in settings.formats if f in t})
-        t[EAGER] = t[fmt]
+    times = _nest(raw, settings.formats)
+    for name, t in times.items():
+        fmt = next(f for f in settings.formats if t.get(f) is t[EAGER])
         runners[(name, EAGER)] = runners[(name, fmt)]
     kept.update({(group.name, *key): runner for key, runner in runners.items()})
+    watched = watched_ratios(group, times, targets)
+    if watched:
+        name, ci = max(watched.items(), key=lambda kv: kv[1].half_width)
+        state['widest'] = dict(ratio=name, half_width=ci.half_width)
+    rounds = dict(rounds=len(next(iter(raw.values()), [])), stopped=state['stopped'],
+                  seconds=round(time.perf_counter() - started, 1), widest=state['widest'])
 
     for row in rows:
         name = row.name
@@ -321,7 +424,7 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
         row.latency_ms = _stats_ms(t[EAGER])
         row.latency_ms_by_format = {f: _stats_ms(t[f]) for f in settings.formats if f in t}
         if {'contiguous', 'channels_last'} <= set(t):  # channels_last's gain
-            row.channels_last_speedup = paired_ratio(t['contiguous'], t['channels_last']).median
+            row.channels_last_speedup = _ratio(t['contiguous'], t['channels_last'])
         ref = times.get(row.ref, {})
         if EAGER in ref:
             row.ratio_vs_ref = _ratio(t[EAGER], ref[EAGER])
@@ -338,16 +441,20 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
         if settings.peak_memory:
             with torch.inference_mode():
                 row.peak_memory_mib = peak_memory(runners[(name, fmt)], device) / 2**20
-    return rows, times
+    return rows, times, rounds
 
 
 def _ratio(a: Sequence[float], b: Sequence[float]) -> dict:
-    r = paired_ratio(a, b)
-    return dict(median=r.median, p10=r.p10, p90=r.p90)
+    """The median per-round ratio a/b, its 95 % interval and the per-round spread."""
+    return ratio_ci(a, b).as_dict()
 
 
-def num_steps(group: Group, settings: Settings) -> int:
-    """Forward passes :func:`run_group` reports to ``progress`` (if every candidate runs)."""
+def num_steps(group: Group, settings: Settings) -> Optional[int]:
+    """Forward passes :func:`run_group` reports to ``progress`` (if every candidate runs);
+    ``None`` with adaptive rounds (``settings.precision``), whose count is not known
+    ahead."""
+    if settings.precision is not None:
+        return None
     n = len(group.candidates)
     per_round = sum(len(settings.formats) + sum(rt not in c.not_on for rt in settings.runtimes)
                     for c in group.candidates)
@@ -358,13 +465,44 @@ def num_steps(group: Group, settings: Settings) -> int:
 BEST = 'best'  # a Target's runtime: each row on its own fastest runtime
 
 
+def verdict(lo: float, hi: float, op: str, threshold: float) -> str:
+    """``'met'`` when the whole interval ``[lo, hi]`` is on the wanted side of
+    ``threshold`` (``op``: ``'<'``, ``'<='``, ``'>'`` or ``'>='``), ``'not met'`` when it
+    is wholly on the other side, ``'undecided'`` when it straddles the threshold.
+
+    Example:
+        >>> verdict(0.80, 0.90, '<=', 0.95), verdict(0.97, 1.02, '<=', 0.95)
+        ('met', 'not met')
+        >>> verdict(0.90, 1.00, '<=', 0.95), verdict(1.0, 1.1, '<', 1.0)  # 1.0 is not < 1.0
+        ('undecided', 'not met')
+    """
+    below = op in ('<', '<=')
+    if op not in ('<', '<=', '>', '>='):
+        raise ValueError(f"op must be one of '<', '<=', '>', '>=', got {op!r}")
+    if below:
+        met = hi < threshold if op == '<' else hi <= threshold
+        missed = lo >= threshold if op == '<' else lo > threshold
+    else:
+        met = lo > threshold if op == '>' else lo >= threshold
+        missed = hi <= threshold if op == '>' else hi < threshold
+    return 'met' if met else 'not met' if missed else 'undecided'
+
+
 @dataclass
 class Target:
     """A claim checked on measured ratios: ``a / b`` (paired, same group) vs
     ``threshold``. ``speedup=True`` reports ``b / a`` instead (how many times faster ``a``
     is). Both rows are taken on ``runtime``: ``'eager'`` (each in its faster memory format)
     or one of the exported runtimes; ``'best'`` takes each row on its own fastest runtime
-    (lowest median), still paired round by round."""
+    (lowest median), still paired round by round.
+
+    The verdict reads the ratio's 95 % interval, not its median (:func:`verdict`).
+    ``mac_margin``: a claim a compute-bound runtime cannot reach by arithmetic (the
+    threshold beyond the two rows' MAC ratio, the ratio it would reach) is judged at the
+    MAC ratio + ``mac_margin`` instead (- for speed-ups), the paper's threshold kept
+    beside it. ``isa``: CPU flags (``/proc/cpuinfo``) one of which the claim needs (e.g.
+    VNNI for INT8); without any, the verdict is ``'not applicable here'``.
+    """
     name: str
     group: str
     a: str
@@ -373,24 +511,58 @@ class Target:
     threshold: float
     speedup: bool = False
     runtime: str = EAGER
+    mac_margin: Optional[float] = None
+    isa: tuple[str, ...] = ()
 
-    def check(self, times: dict[str, dict[str, dict[str, list[float]]]]) -> dict:
-        """The ratio measured in ``times`` (group -> row -> runtime -> seconds per round)
-        and whether it meets the threshold (``None`` where a row was not measured)."""
-        result = dict(name=self.name, group=self.group, a=self.a, b=self.b, op=self.op,
-                      threshold=self.threshold, runtime=self.runtime,
-                      measure='speed-up' if self.speedup else 'ratio')
+    def __post_init__(self) -> None:
+        if self.op not in ('<', '<=', '>', '>='):
+            raise ValueError(f"target {self.name!r}: op must be one of '<', '<=', '>', "
+                             f"'>=', got {self.op!r}")
+
+    def ratio(self, times: dict[str, dict[str, dict[str, list[float]]]]
+              ) -> Optional[tuple[list[str], RatioCI]]:
+        """``(runtimes of a and b, the ratio with its interval)`` measured in ``times``
+        (group -> row -> runtime -> seconds per round); ``None`` where a row was not
+        measured there."""
         try:
-            ta, tb = (self._times(times[self.group][row]) for row in (self.a, self.b))
+            (ra, ta), (rb, tb) = (self._times(times[self.group][row])
+                                  for row in (self.a, self.b))
         except KeyError:
-            return dict(result, value=None, met=None)
+            return None
+        return [ra, rb], ratio_ci(tb, ta) if self.speedup else ratio_ci(ta, tb)
+
+    def check(self, times: dict[str, dict[str, dict[str, list[float]]]],
+              macs: Optional[dict[str, dict[str, int]]] = None) -> dict:
+        """The ratio measured in ``times``, its interval, the MAC ratio of the two rows
+        (``macs``: group -> row -> total MACs) and the verdict (``None`` where a row was
+        not measured)."""
+        result = dict(name=self.name, group=self.group, a=self.a, b=self.b, op=self.op,
+                      threshold=self.threshold, paper_threshold=self.threshold,
+                      runtime=self.runtime, measure='speed-up' if self.speedup else 'ratio',
+                      mac_ratio=None, restated=False)
+        group_macs = (macs or {}).get(self.group, {})
+        if group_macs.get(self.a) and group_macs.get(self.b):
+            ma, mb = group_macs[self.a], group_macs[self.b]
+            result['mac_ratio'] = mb / ma if self.speedup else ma / mb
+            mac_ratio, below = result['mac_ratio'], self.op in ('<', '<=')
+            if self.mac_margin is not None and (mac_ratio > self.threshold if below
+                                                else mac_ratio < self.threshold):
+                result['threshold'] = mac_ratio + (self.mac_margin if below
+                                                   else -self.mac_margin)
+                result['restated'] = True
+        measured = self.ratio(times)
+        if measured is None:
+            return dict(result, value=None, verdict=None)
         if self.runtime == BEST:
-            result['runtimes'] = [ta[0], tb[0]]
-        ta, tb = ta[1], tb[1]
-        r = paired_ratio(tb, ta) if self.speedup else paired_ratio(ta, tb)
-        met = {'<': r.median < self.threshold, '<=': r.median <= self.threshold,
-               '>': r.median > self.threshold, '>=': r.median >= self.threshold}[self.op]
-        return dict(result, value=r.median, p10=r.p10, p90=r.p90, met=bool(met))
+            result['runtimes'] = measured[0]
+        ci = measured[1]
+        result.update({k: v for k, v in ci.as_dict().items() if k != 'median'},
+                      value=ci.median, verdict=verdict(ci.lo, ci.hi, self.op,
+                                                       result['threshold']))
+        if self.isa and not set(self.isa) & cpu_flags():
+            result['verdict'] = 'not applicable here'
+            result['why'] = f'needs one of {", ".join(self.isa)}, which this CPU lacks'
+        return result
 
     def _times(self, by_runtime: dict[str, list[float]]) -> tuple[str, list[float]]:
         if self.runtime != BEST:
@@ -408,7 +580,7 @@ def finite_ratios(rows: Sequence[BenchRow]) -> bool:
         >>> row = BenchRow('g', 'a', 'toy', '', 'a')
         >>> finite_ratios([row])  # not measured: nothing to vouch for
         False
-        >>> row.ratio_vs_ref = dict(median=1.0, p10=1.0, p90=1.0)
+        >>> row.ratio_vs_ref = dict(median=1.0, ci_lo=1.0, ci_hi=1.0, p10=1.0, p90=1.0)
         >>> finite_ratios([row])
         True
     """

@@ -20,11 +20,13 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import statistics
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable, Mapping, Optional, Sequence
 
 import torch
@@ -68,10 +70,87 @@ class Stats:
 
 def paired_ratio(a: Sequence[float], b: Sequence[float]) -> Stats:
     """Statistics of ``a[i] / b[i]`` over rounds ``i``: how many times slower ``a`` is."""
+    return Stats.of(_paired(a, b))
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> list[float]:
     if len(a) != len(b) or not a:
         raise ValueError(f'paired samples need equal, non-zero lengths, got {len(a)} and '
                          f'{len(b)}')
-    return Stats.of([x / y for x, y in zip(a, b)])
+    return [x / y for x, y in zip(a, b)]
+
+
+CONFIDENCE = 0.95
+
+
+@functools.lru_cache(maxsize=None)
+def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> Optional[tuple[int, int]]:
+    """The 0-based ranks ``(lo, hi)`` of the sorted sample of ``n`` that bound a
+    distribution-free ``confidence`` interval for its median, or ``None`` when ``n`` is too
+    small for any (fewer than 6 values at 95 %).
+
+    The count of values below the true median is Binomial(n, 1/2) whatever the
+    distribution (values continuous, rounds independent), so ``[x(k), x(n-k+1)]`` (1-based)
+    covers the median with probability ``1 - 2 P(B <= k-1)``: ``k`` is the largest rank
+    keeping that at least ``confidence``.
+
+    Example:
+        >>> median_ci_ranks(5), median_ci_ranks(6), median_ci_ranks(10), median_ci_ranks(100)
+        (None, (0, 5), (1, 8), (39, 60))
+    """
+    if n < 1:
+        raise ValueError(f'n must be >= 1, got {n!r}')
+    if not 0 < confidence < 1:
+        raise ValueError(f'confidence must be in (0, 1), got {confidence!r}')
+    alpha, tail, k = Fraction(1 - confidence) / 2 * 2 ** n, 0, 0  # exact: no float overflow
+    # tail = sum_{i < k} C(n, i); grow k while the next term keeps the tail within alpha.
+    while k < n // 2 and tail + math.comb(n, k) <= alpha:
+        tail += math.comb(n, k)
+        k += 1
+    return None if k == 0 else (k - 1, n - k)
+
+
+@dataclass(frozen=True)
+class RatioCI:
+    """The median per-round ratio ``a[i] / b[i]`` and its distribution-free confidence
+    interval (``lo``, ``hi``; ``-inf``/``inf`` when the rounds are too few for one), over
+    ``n`` rounds; ``p10``/``p90`` are the spread of the per-round ratios (the machine's
+    noise, which does not shrink with more rounds; the interval does)."""
+    median: float
+    lo: float
+    hi: float
+    p10: float
+    p90: float
+    n: int
+    confidence: float = CONFIDENCE
+
+    @property
+    def half_width(self) -> float:
+        """The interval's larger half, relative to the median (0.02: within +-2 %)."""
+        return max(self.hi / self.median - 1, 1 - self.lo / self.median)
+
+    def as_dict(self) -> dict:
+        """JSON-ready: ``ci_lo``/``ci_hi`` are ``None`` where there is no interval."""
+        finite = math.isfinite(self.lo) and math.isfinite(self.hi)
+        return dict(median=self.median, ci_lo=self.lo if finite else None,
+                    ci_hi=self.hi if finite else None, p10=self.p10, p90=self.p90, n=self.n,
+                    confidence=self.confidence)
+
+
+def ratio_ci(a: Sequence[float], b: Sequence[float],
+             confidence: float = CONFIDENCE) -> RatioCI:
+    """:class:`RatioCI` of the paired per-round ratios ``a[i] / b[i]``.
+
+    Example:
+        >>> r = ratio_ci([2.0, 2.2, 1.8, 2.1, 1.9, 2.0, 2.05], [1.0] * 7)
+        >>> r.median, (r.lo, r.hi), r.n
+        (2.0, (1.8, 2.2), 7)
+    """
+    values = sorted(_paired(a, b))
+    s = Stats.of(values)
+    ranks = median_ci_ranks(len(values), confidence)
+    lo, hi = (-math.inf, math.inf) if ranks is None else (values[ranks[0]], values[ranks[1]])
+    return RatioCI(s.median, lo, hi, s.p10, s.p90, s.n, confidence)
 
 
 def synchronizer(device: torch.device | str) -> Callable[[], None]:
@@ -87,7 +166,8 @@ def interleaved_timings(candidates: Mapping[str, Callable[[], object]],
                         warmup: int = 3,
                         sync: Callable[[], None] = lambda: None,
                         on_round: Optional[Callable[[int], None]] = None,
-                        clock: Callable[[], float] = time.perf_counter
+                        clock: Callable[[], float] = time.perf_counter,
+                        stop: Optional[Callable[[dict[str, list[float]], int], bool]] = None
                         ) -> dict[str, list[float]]:
     """Seconds per call of every candidate, ``repeats`` interleaved rounds after warm-up.
 
@@ -101,9 +181,13 @@ def interleaved_timings(candidates: Mapping[str, Callable[[], object]],
         clock: Seconds counter. Wall clock by default; ``time.thread_time`` counts only
             this thread's CPU time, which ignores preemption by other jobs (useful for
             single-threaded A/B work on a shared machine, not for reported latencies).
+        stop: Called after each round with the timings so far and the rounds done; when
+            it returns true no more rounds run (adaptive rounds: ``repeats`` is then the
+            most).
 
     Returns:
-        Name -> list of ``repeats`` timings, round ``i`` at index ``i``.
+        Name -> list of the timings of every round run (``repeats`` unless ``stop``
+        ended them sooner), round ``i`` at index ``i``.
     """
     if repeats < 1:
         raise ValueError(f'repeats must be >= 1, got {repeats!r}')
@@ -128,6 +212,8 @@ def interleaved_timings(candidates: Mapping[str, Callable[[], object]],
             times[name].append(clock() - t0)
         if on_round is not None:
             on_round(r)
+        if stop is not None and stop(times, r + 1):
+            break
     return times
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import platform
 import time
@@ -14,15 +15,22 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from ..deploy.runtime import EXPORTED_RUNTIMES, RUNTIMES
-from ..utils.cpu import cpu_name, isa_summary
+from ..utils.cpu import cpu_flags, cpu_name, isa_summary
 
 MACS_NOTE = ('MACs: multiply-accumulates of everything that runs (conv/matmul: one per '
              'multiply-add; element-wise ops, activations, pooling windows and resizes: one '
              'per element; concat and copies: 0).')
 RATIO_NOTE = ('x ref: median over rounds of (this row / its reference row), both timed in '
               'the same interleaved rounds on the same runtime (eager: each in its faster '
-              'memory format); in brackets the 10th-90th percentile of the per-round ratio, '
-              'i.e. how noisy the machine was. Below 1: faster than the reference.')
+              'memory format); in brackets its 95 % confidence interval (distribution-free: '
+              'order statistics of the per-round ratios; docs/benchmarks.md). Below 1: '
+              'faster than the reference. A difference whose interval holds 1 is not one.')
+VERDICT_NOTE = ('Verdicts read the interval, not the median: met when the whole 95 % '
+                'interval is on the wanted side of the threshold, not met when it is wholly '
+                'on the other side, undecided when it straddles it. MAC ratio: the same two '
+                'models\' ratio of multiply-accumulates, what a purely compute-bound runtime '
+                'would reach; a claim beyond it is out of reach by arithmetic and is judged '
+                'at the MAC ratio + 0.03 instead (the paper\'s threshold beside it).')
 # The runtime table's labels, and how each runtime gets the model (the first table of its
 # group holds the model as built).
 RUNTIME_NAMES = {name: rt.label for name, rt in RUNTIMES.items()}
@@ -33,9 +41,10 @@ RUNTIME_HOW = {name: rt.how for name, rt in RUNTIMES.items()}
 class BenchRow:
     """One measured candidate: what bench.json, bench.csv and bench.md hold per row.
 
-    Latencies are ``{median, p10, p90, n}`` in ms, ratios ``{median, p10, p90}`` of the
-    per-round ratio to the row ``ref`` (same group, same runtime). A candidate that failed
-    to build or run has ``error`` and no measurements.
+    Latencies are ``{median, p10, p90, n, ci_lo, ci_hi}`` in ms, ratios ``{median,
+    ci_lo, ci_hi, p10, p90, n, confidence}``: the median per-round ratio to the row ``ref``
+    (same group, same runtime), its confidence interval, and the per-round spread. A
+    candidate that failed to build or run has ``error`` and no measurements.
     """
     group: str
     name: str
@@ -48,7 +57,7 @@ class BenchRow:
     memory_format: Optional[str] = None  # eager's faster one
     latency_ms: Optional[dict[str, float]] = None  # eager, in memory_format
     latency_ms_by_format: dict[str, dict[str, float]] = field(default_factory=dict)
-    channels_last_speedup: Optional[float] = None  # contiguous / channels_last, paired
+    channels_last_speedup: Optional[dict[str, float]] = None  # contiguous / channels_last
     ratio_vs_ref: Optional[dict[str, float]] = None  # eager
     # runtime -> {latency_ms, speedup_vs_eager, ratio_vs_ref (if the ref ran there)}
     runtimes: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
@@ -64,7 +73,13 @@ def machine_info(device: str, threads: int) -> dict:
     import mmcv
     import mmdet
     import mmengine
-    info = dict(cpu=cpu_name(), isa=isa_summary(), logical_cpus=os.cpu_count(), threads=threads, device=device,
+    flags = cpu_flags()
+    info = dict(cpu=cpu_name(), isa=isa_summary(), logical_cpus=os.cpu_count(),
+                threads=threads, device=device,
+                aten_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                aten_cpu_capability_env=os.environ.get('ATEN_CPU_CAPABILITY'),
+                vnni=bool({'avx512_vnni', 'avx_vnni'} & flags), amx='amx_tile' in flags,
+                avx512_bf16='avx512_bf16' in flags,
                 python=platform.python_version(), torch=torch.__version__,
                 mmcv=mmcv.__version__, mmdet=mmdet.__version__, mmengine=mmengine.__version__,
                 platform=platform.platform(),
@@ -97,8 +112,17 @@ def _format_abbrev(row: BenchRow) -> str:
 def _format_cell(row: BenchRow) -> str:
     fmt = _format_abbrev(row)
     if row.channels_last_speedup is not None:
-        fmt += f' ({row.channels_last_speedup:.2f})'
+        fmt += f' ({interval(row.channels_last_speedup, 2)})'
     return fmt
+
+
+def interval(ratio: dict, digits: int = 3) -> str:
+    """``median [ci_lo-ci_hi]``; ``[n < 6]`` where the rounds were too few for an
+    interval."""
+    lo, hi = ratio.get('ci_lo'), ratio.get('ci_hi')
+    if lo is None or hi is None:
+        return f'{ratio["median"]:.{digits}f} [too few rounds]'
+    return f'{ratio["median"]:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]'
 
 
 def _ratio_cell(ratio: Optional[dict], is_ref: bool) -> str:
@@ -106,7 +130,7 @@ def _ratio_cell(ratio: Optional[dict], is_ref: bool) -> str:
         return '-'
     if is_ref:
         return '1 (ref)'
-    return f'{ratio["median"]:.3f} [{ratio["p10"]:.2f}-{ratio["p90"]:.2f}]'
+    return interval(ratio)
 
 
 def _runtime_table(group: str, rows: Sequence[BenchRow]) -> list[str]:
@@ -123,7 +147,7 @@ def _runtime_table(group: str, rows: Sequence[BenchRow]) -> list[str]:
     lines = [f'{group} on {names}: each model as above, run on CPU in the same rounds as '
              f'eager ({how}); x ref against the reference on the same runtime.', '',
              '| model | eager ms (format) | ' + ' | '.join(
-                 f'{RUNTIME_NAMES.get(rt, rt)} ms | x ref [p10-p90]' for rt in runtimes)
+                 f'{RUNTIME_NAMES.get(rt, rt)} ms | x ref [95% CI]' for rt in runtimes)
              + ' | best runtime |',
              '|---|---:|' + '---:|---:|' * len(runtimes) + ':---:|']
     for r in rows:
@@ -154,8 +178,9 @@ def markdown(rows: Sequence[BenchRow], groups: Sequence[dict], targets: Sequence
     lines = []
     for g in groups:
         lines += [f'**{g["name"]}**: {g["note"]}' if g.get('note') else f'**{g["name"]}**', '',
+                  _rounds_line(g), '',
                   '| model | params M (bb/neck/head) | MACs (bb/neck/head) | format (CL gain) '
-                  '| median ms | p90 ms | x ref [p10-p90] | ref | peak MiB |',
+                  '| median ms | p90 ms | x ref [95% CI] | ref | peak MiB |',
                   '|---|---:|---:|:---:|---:|---:|---:|---|---:|']
         group_rows = [r for r in rows if r.group == g['name']]
         for r in group_rows:
@@ -172,37 +197,70 @@ def markdown(rows: Sequence[BenchRow], groups: Sequence[dict], targets: Sequence
         lines.append('')
         lines += _runtime_table(g['name'], group_rows)
     if targets:
-        lines += ['**Targets** (ratios from this run, both sides on the same runtime)', '',
-                  '| target | runtime | measured [p10-p90] | wanted | met |',
-                  '|---|---|---:|---:|:---:|']
-        for t in targets:
-            value = ('-' if t.get('value') is None else
-                     f'{t["value"]:.3f} [{t["p10"]:.2f}-{t["p90"]:.2f}]')
-            met = {True: 'yes', False: '**no**', None: '-'}[t.get('met')]
-            runtime = RUNTIME_NAMES.get(t['runtime'], t['runtime'])
-            if t.get('runtimes'):  # 'best': each row on its own fastest runtime
-                runtime = 'best: ' + ' / '.join(RUNTIME_NAMES.get(rt, rt)
-                                                for rt in t['runtimes'])
-            lines.append(f'| {t["name"]} | {runtime} | {value} | {t["measure"]} {t["op"]} '
-                         f'{t["threshold"]:g} | {met} |')
-        lines.append('')
+        lines += targets_table(targets) + ['']
     lines += [
         machine_line(meta),
         f'Input {meta["batch_size"]}x3x{meta["input_size"][0]}x{meta["input_size"][1]}, eager '
         'PyTorch, eval mode, torch.inference_mode(), random weights; latency of one forward '
         'pass (detectors: tensor mode, no pre/post-processing unless the group says so), '
-        f'median and p90 over {meta["repeats_note"]} interleaved rounds after {meta["warmup"]} warm-up rounds. '
+        f'median and p90 over the interleaved rounds each group says, after {meta["warmup"]} warm-up rounds. '
         'format: the faster memory format (CL channels_last, CF contiguous) and, in brackets, '
         'how many times faster channels_last ran than contiguous. peak MiB: memory allocated '
         'during the forward pass beyond weights and input.',
-        MACS_NOTE, RATIO_NOTE]
+        MACS_NOTE, RATIO_NOTE] + ([VERDICT_NOTE] if targets else [])
     return '\n'.join(lines)
+
+
+def _rounds_line(group: dict) -> str:
+    """How many rounds a group took and why it stopped."""
+    rounds = group.get('rounds')
+    if not rounds:
+        return f'Rounds: {group.get("repeats", "-")}.'
+    why = {'rounds': 'a fixed count',
+           'precision': 'every interval within the precision asked',
+           'time': 'its share of --max-time spent first'}[rounds['stopped']]
+    widest = rounds.get('widest')
+    return (f'Rounds: {rounds["rounds"]} ({why}; {rounds["seconds"]:.0f} s)'
+            + (f'; widest interval: {widest["ratio"]}, +-{100 * widest["half_width"]:.1f} %'
+               if widest and math.isfinite(widest['half_width']) else '') + '.')
+
+
+def _wanted(t: dict) -> str:
+    wanted = f'{t["measure"]} {t["op"]} {t["threshold"]:.3g}'
+    if t.get('restated'):
+        wanted += (f' (MAC ratio {"+" if t["op"] in ("<", "<=") else "-"} 0.03; the paper\'s '
+                   f'{t["op"]} {t["paper_threshold"]:g} is out of reach by arithmetic)')
+    return wanted
+
+
+def targets_table(targets: Sequence[dict]) -> list[str]:
+    """The targets with their measured ratio, 95 % interval, MAC ratio and verdict."""
+    lines = ['**Targets** (ratios from this run, both sides on the same runtime)', '',
+             '| target | runtime | measured [95% CI] | MAC ratio | wanted | verdict |',
+             '|---|---|---:|---:|---|:---:|']
+    for t in targets:
+        value = '-' if t.get('value') is None else interval(
+            dict(median=t['value'], ci_lo=t['ci_lo'], ci_hi=t['ci_hi']))
+        mac = '-' if t.get('mac_ratio') is None else f'{t["mac_ratio"]:.3f}'
+        verdict = t.get('verdict') or 'not measured'
+        if verdict == 'not met':
+            verdict = '**not met**'
+        elif verdict == 'not applicable here':
+            verdict += f' ({t["why"]})'
+        runtime = RUNTIME_NAMES.get(t['runtime'], t['runtime'])
+        if t.get('runtimes'):  # 'best': each row on its own fastest runtime
+            runtime = 'best: ' + ' / '.join(RUNTIME_NAMES.get(rt, rt) for rt in t['runtimes'])
+        lines.append(f'| {t["name"]} | {runtime} | {value} | {mac} | {_wanted(t)} | '
+                     f'{verdict} |')
+    return lines
 
 
 def machine_line(meta: dict) -> str:
     """What the numbers were measured on, for under a table."""
     load = meta.get('load_average_start'), meta.get('load_average_end')
-    return (f'Measured on {meta["cpu"]} ({meta.get("isa", "ISA not recorded")}; '
+    forced = meta.get('aten_cpu_capability_env')
+    return (f'Measured on {meta["cpu"]} ({meta.get("isa", "ISA not recorded")}'
+            + (f', forced by ATEN_CPU_CAPABILITY={forced}' if forced else '') + '; '
             f'{meta["logical_cpus"]} logical CPUs), {meta["threads"]} thread(s), device '
             f'{meta.get("gpu", meta["device"])}, torch {meta["torch"]}, mmdet '
             f'{meta["mmdet"]}, mmcv {meta["mmcv"]}; {meta["date"]}'
@@ -212,7 +270,7 @@ def machine_line(meta: dict) -> str:
 
 def files_markdown(rows: Sequence[dict], meta: dict) -> str:
     """``rfcr-bench --models``: exported model files side by side, per runtime."""
-    lines = ['| model file | runtime | median ms | p90 ms | x ref [p10-p90] | ref |',
+    lines = ['| model file | runtime | median ms | p90 ms | x ref [95% CI] | ref |',
              '|---|---|---:|---:|---:|---|']
     for r in rows:
         lat = r['latency_ms']
@@ -241,11 +299,11 @@ def csv_table(rows: Sequence[BenchRow]) -> tuple[list[str], list[dict[str, Any]]
 
     Example:
         >>> row = BenchRow('g', 'a', 'toy', '', 'a', params={'total': 3},
-        ...                ratio_vs_ref={'median': 1.0, 'p10': 1.0, 'p90': 1.0})
+        ...                ratio_vs_ref={'median': 1.0, 'ci_lo': 1.0, 'ci_hi': 1.0})
         >>> columns, records = csv_table([row, BenchRow('g', 'b', 'toy', '', 'a', error='E')])
         >>> columns  # doctest: +NORMALIZE_WHITESPACE
         ['group', 'name', 'family', 'source', 'ref', 'params_total', 'ratio_vs_ref_median',
-         'ratio_vs_ref_p10', 'ratio_vs_ref_p90', 'error']
+         'ratio_vs_ref_ci_lo', 'ratio_vs_ref_ci_hi', 'error']
         >>> records[1]
         {'group': 'g', 'name': 'b', 'family': 'toy', 'source': '', 'ref': 'a', 'error': 'E'}
     """
@@ -294,12 +352,17 @@ def plot(rows: Sequence[BenchRow], path: Path, title: str = '') -> Path:
         biggest = max(max(r.params['total'] for r in rs), 1)
         for r in rs:
             macs = r.macs['total'] / (1e9 if panel == 'detectors' else 1e6)
-            ax.scatter(macs, r.latency_ms['median'], s=40 + 600 * r.params['total'] / biggest,
+            lat = r.latency_ms
+            ax.scatter(macs, lat['median'], s=40 + 600 * r.params['total'] / biggest,
                        alpha=0.6, color=colours[r.family], edgecolors='k', linewidths=0.5)
+            if 'ci_lo' in lat:  # the median's 95 % interval
+                ax.errorbar(macs, lat['median'], yerr=[[lat['median'] - lat['ci_lo']],
+                                                       [lat['ci_hi'] - lat['median']]],
+                            fmt='none', ecolor='k', elinewidth=0.8, capsize=2)
             ax.annotate(r.name, (macs, r.latency_ms['median']), fontsize=7,
                         xytext=(4, 4), textcoords='offset points')
         ax.set_xlabel('GMACs' if panel == 'detectors' else 'MMACs')
-        ax.set_ylabel('median latency (ms)')
+        ax.set_ylabel('median latency (ms), bars: 95 % interval')
         ax.set_title(f'{panel} (marker area ~ parameters)')
         ax.grid(alpha=0.3)
         handles = [plt.Line2D([], [], marker='o', ls='', color=colours[f], label=f)
@@ -311,3 +374,20 @@ def plot(rows: Sequence[BenchRow], path: Path, title: str = '') -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def crosscheck_table(checks: Sequence[dict]) -> str:
+    """``rfcr-bench --crosscheck``: benchmark_app's ratio of each OpenVINO pair beside
+    rfcr's interval."""
+    lines = ["**Cross-check** of the OpenVINO rows by OpenVINO's own benchmark_app (the same "
+             'IR files, threads, latency hint and one stream, in its own process and loop; '
+             'benchmark_app runs each file alone, alternating): its ratio of median latencies '
+             "against rfcr's interval of the same ratio. Agrees: within the interval widened "
+             'by 5 % on each side.', '',
+             "| model | ref | rfcr x ref [95% CI] | benchmark_app x ref | benchmark_app ms "
+             '(model / ref) | agrees |', '|---|---|---:|---:|---:|:---:|']
+    for c in checks:
+        lines.append(f'| {c["name_a"]} | {c["name_b"]} | {interval(c["rfcr"])} | '
+                     f'{c["ratio"]:.3f} | {c["a"]["median_ms"]:.2f} / {c["b"]["median_ms"]:.2f} '
+                     f'| {"yes" if c["agrees"] else "**no**"} |')
+    return '\n'.join(lines)

@@ -11,6 +11,7 @@ the graph holds quantize / dequantize nodes (``rfcr-quantize``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -115,19 +116,24 @@ class ExportedModel:
         """The outputs for arrays already checked by :meth:`feeds` (the timed call)."""
         raise NotImplementedError
 
-    def profile(self, arrays: Sequence[np.ndarray], runs: int) -> tuple[NodeTimes, list[float]]:
+    def profile(self, arrays: Sequence[np.ndarray], runs: int,
+                warmup: int = 1) -> tuple[NodeTimes, list[float]]:
         """Run ``runs`` times (a model loaded with ``profile=True``, not run before) and
         return every node execution as ``(op type, seconds)`` and each run's wall seconds,
-        profiler on."""
+        profiler on. ``warmup`` runs come first and are left out of both: a freshly loaded
+        model's first run creates its kernels and buffers."""
         if not self.profiled:
             raise RuntimeError(f'{self!r} was not loaded with profile=True')
+        for _ in range(warmup):
+            self.run(arrays)
+            self._run_node_times()  # dropped
         records, walls = [], []
         for _ in range(runs):
             t0 = time.perf_counter()
             self.run(arrays)
             walls.append(time.perf_counter() - t0)
             records += self._run_node_times()
-        return records + self._end_node_times(), walls
+        return records + self._end_node_times(skip_runs=warmup), walls
 
     def node_times(self, arrays: Sequence[np.ndarray], runs: int) -> NodeTimes:
         """:meth:`profile`'s node executions alone."""
@@ -137,8 +143,9 @@ class ExportedModel:
         """The nodes of the run just done, for a runtime that reports them per run."""
         return []
 
-    def _end_node_times(self) -> NodeTimes:
-        """Every node run since loading, for a runtime that reports them at the end."""
+    def _end_node_times(self, skip_runs: int = 0) -> NodeTimes:
+        """Every node run since loading but in the first ``skip_runs`` runs, for a
+        runtime that reports them at the end."""
         return []
 
     def __call__(self, *inputs: torch.Tensor | np.ndarray) -> list[np.ndarray]:
@@ -169,12 +176,16 @@ class OrtModel(ExportedModel):
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self._session.run(None, dict(zip(self.input_names, arrays)))
 
-    def _end_node_times(self) -> NodeTimes:
+    def _end_node_times(self, skip_runs: int = 0) -> NodeTimes:
         with open(self._session.end_profiling()) as f:
             events = json.load(f)
         shutil.rmtree(self._profile_dir, ignore_errors=True)
+        runs = sorted((e['ts'], e['ts'] + e['dur']) for e in events
+                      if e.get('cat') == 'Session' and e['name'] == 'model_run')
+        after = runs[skip_runs - 1][1] if 0 < skip_runs <= len(runs) else -math.inf
         return [(e['args']['op_name'], e['dur'] * 1e-6) for e in events
-                if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
+                if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')
+                and e['ts'] >= after]
 
 
 class OpenVinoModel(ExportedModel):

@@ -33,10 +33,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -44,8 +46,9 @@ from typing import Mapping, Optional, Sequence
 import torch
 from mmengine.config import DictAction
 
-from rfcr.analysis.benchmark import (FORMAT_CHOICES, BenchRow, Candidate, Group, Settings,
-                                     Suite, finite_ratios, image, num_steps, run_group)
+from rfcr.analysis.benchmark import (FORMAT_CHOICES, MIN_ROUNDS, BenchRow, Candidate, Group,
+                                     Settings, Suite, finite_ratios, image, num_steps,
+                                     run_group)
 from rfcr.analysis.latency import default_threads
 from rfcr.deploy.runtime import EXPORTED_RUNTIMES, RUNTIMES, Runner
 from rfcr.tools.summary import parse_size, positive_int
@@ -101,6 +104,28 @@ def configs_suite(configs: Sequence[str], baseline: Optional[str],
                         note='--configs, ratios vs the baseline config')])
 
 
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number strictly between 0 and 1 (``--precision``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f'must be a number in (0, 1), e.g. 0.02, got {text!r}')
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: seconds > 0 (``--max-time``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f'must be seconds > 0, e.g. 1800, got {text!r}')
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='rfcr-bench', description=__doc__.split('\n\n')[0],
@@ -140,7 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
                         'its own), ratios vs the first file on the same runtime')
     parser.add_argument('--repeats', type=positive_int,
                         help='timed rounds per group (default: each group\'s own, e.g. 30 for '
-                        'detectors, 300 for necks, 20 for EfficientNet-B3)')
+                        'detectors, 300 for necks, 20 for EfficientNet-B3); with --precision: '
+                        'the most')
+    parser.add_argument('--precision', type=fraction, metavar='P',
+                        help='adaptive rounds: each group goes on (after 10 rounds) until '
+                        'every ratio its tables and targets use has a 95%% confidence '
+                        'interval within +-P of its median (e.g. 0.02), or its share of '
+                        '--max-time is spent; needs --max-time')
+    parser.add_argument('--max-time', type=seconds, metavar='S',
+                        help='with --precision: the seconds of timed rounds of the whole run, '
+                        'shared by the groups (each gets what is left over the groups left)')
+    parser.add_argument('--crosscheck', action='store_true',
+                        help="time the OpenVINO rows again with OpenVINO's own benchmark_app "
+                        '(same IR files, threads and latency hint) and print its ratios next '
+                        "to rfcr's (needs --runtime openvino)")
     parser.add_argument('--warmup', type=int, default=3, help='untimed rounds (default: 3)')
     parser.add_argument('--profile', action='store_true',
                         help='for every target not met, profile both of its rows on its '
@@ -169,6 +207,13 @@ def run(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit('rfcr-bench: --device cuda asked for, but CUDA is not available')
     if args.warmup < 0:
         raise SystemExit(f'rfcr-bench: --warmup must be >= 0, got {args.warmup}')
+    if (args.precision is None) != (args.max_time is None):
+        raise SystemExit('rfcr-bench: --precision and --max-time go together (rounds until '
+                         'every interval is within P, or S seconds), got '
+                         f'--precision {args.precision} --max-time {args.max_time}')
+    if args.precision is not None and args.repeats is not None and args.repeats < MIN_ROUNDS:
+        raise SystemExit(f'rfcr-bench: with --precision, --repeats is the most rounds and must '
+                         f'be >= {MIN_ROUNDS}, got {args.repeats}')
     from rfcr.analysis.report import machine_info, markdown, plot, write_outputs
 
     runtimes = runtimes_asked(args.runtime)
@@ -176,13 +221,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
                         threads=args.threads, device=args.device,
                         memory_format=args.memory_format, warmup=args.warmup,
                         repeats=args.repeats, peak_memory=not args.no_peak_memory,
-                        runtimes=runtimes)
+                        runtimes=runtimes, precision=args.precision, max_time=args.max_time)
+    if args.crosscheck and 'openvino' not in runtimes:
+        raise SystemExit('rfcr-bench: --crosscheck times the OpenVINO rows with benchmark_app: '
+                         f'give --runtime openvino (or installed), got {list(runtimes) or "eager only"}')
     meta = machine_info(args.device, args.threads)
     meta.update(command=' '.join(['rfcr-bench'] + list(argv if argv is not None
                                                          else sys.argv[1:])),
                 input_size=list(settings.input_size), batch_size=settings.batch_size,
                 memory_format=settings.memory_format, warmup=settings.warmup,
-                runtimes=list(runtimes))
+                runtimes=list(runtimes), precision=settings.precision,
+                max_time=settings.max_time)
     if args.models:
         return run_models(args, settings, meta)
     suite = (configs_suite(args.configs, args.baseline, args.cfg_options) if args.configs
@@ -193,26 +242,39 @@ def run(argv: Sequence[str] | None = None) -> dict:
     kineto = os.environ.get('KINETO_LOG_LEVEL')
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')
     from tqdm import tqdm
-    total = sum(num_steps(g, settings) for g in suite.groups)
-    bar = tqdm(total=total, file=sys.stderr, disable=args.no_progress, unit='forward',
-               dynamic_ncols=True, mininterval=1.0)
+    steps = [num_steps(g, settings) for g in suite.groups]
+    bar = tqdm(total=None if None in steps else sum(steps), file=sys.stderr,
+               disable=args.no_progress, unit='forward', dynamic_ncols=True, mininterval=1.0)
 
     def progress(message: str, steps: int) -> None:
         bar.set_description(message[:48])
         bar.update(steps)
 
     asked = suite.targets_on(runtimes)
-    rows, times, profiles = [], {}, []
+    rows, times, macs, profiles, groups, crosschecks = [], {}, {}, [], [], []
+    started = time.perf_counter()
     try:
-        for group in suite.groups:
-            timed = {} if args.profile else None  # the group's runners, kept to profile them
-            group_rows, group_times = run_group(group, settings, progress, timed)
+        for i, group in enumerate(suite.groups):
+            group_settings = settings
+            if settings.max_time is not None:  # what is left, shared by the groups left
+                left = settings.max_time - (time.perf_counter() - started)
+                group_settings = dataclasses.replace(
+                    settings, max_time=max(left, 1.0) / (len(suite.groups) - i))
+            keep = args.profile or args.crosscheck
+            timed = {} if keep else None  # the group's runners, kept to profile them
+            group_targets = [t for t in asked if t.group == group.name]
+            group_rows, group_times, rounds = run_group(group, group_settings, progress, timed,
+                                                        group_targets)
             rows += group_rows
             times[group.name] = group_times
+            macs[group.name] = {r.name: r.macs.get('total') for r in group_rows if r.macs}
+            groups.append(dict(name=group.name, baseline=group.baseline, note=group.note,
+                               repeats=settings.repeats or group.repeats, rounds=rounds))
+            checked = [t.check(times, macs) for t in group_targets]
             if args.profile:  # the group's targets not met, on the runners just timed
-                profiles += profile_unmet(suite, group_rows, [t.check(times) for t in asked
-                                                              if t.group == group.name],
-                                          settings, timed)
+                profiles += profile_unmet(suite, group_rows, checked, settings, timed)
+            if args.crosscheck:
+                crosschecks += crosscheck_group(group_rows, timed, settings.threads)
     finally:
         bar.close()
         if kineto is None:
@@ -220,25 +282,19 @@ def run(argv: Sequence[str] | None = None) -> dict:
 
     if hasattr(os, 'getloadavg'):
         meta['load_average_end'] = [round(x, 2) for x in os.getloadavg()]
-    meta['repeats_note'] = (str(settings.repeats) if settings.repeats else
-                            '/'.join(sorted({str(g.repeats) for g in suite.groups})))
     meta['finite_ratios'] = finite_ratios(rows)
-    targets = [t.check(times) for t in asked]
-    groups = [dict(name=g.name, baseline=g.baseline, note=g.note,
-                   repeats=settings.repeats or g.repeats) for g in suite.groups]
+    targets = [t.check(times, macs) for t in asked]
     table = markdown(rows, groups, targets, meta)
     result = dict(meta=meta, groups=groups, rows=rows, targets=targets,
                   timings_s={g: {n: t for n, t in ts.items()} for g, ts in times.items()})
+    if args.crosscheck:
+        from rfcr.analysis.report import crosscheck_table
+        result['crosscheck'] = crosschecks
+        table += '\n\n' + crosscheck_table(crosschecks)
     if args.profile:
         result['profiles'] = [p.as_dict() for p in profiles]
         if profiles:
-            from rfcr.analysis.profile import SHORT_NODE_US, format_profiles
-            table += ('\n\n**Profiles** of the rows of every target not met, on its runtime '
-                      '(one inference, averaged over 20 profiled runs; eager in the row\'s '
-                      f'faster memory format). Nodes shorter than {SHORT_NODE_US:g} µs and '
-                      'time outside every node are what fragmentation costs; torch.compile\'s '
-                      'own kernels are not itemized and count as outside.\n\n'
-                      + format_profiles(profiles))
+            table += '\n\n' + profiles_section(profiles, targets)
     out_dir = Path(args.out_dir)
     paths = write_outputs(out_dir, result, table)
     if not args.no_plot:
@@ -262,31 +318,110 @@ def suite_asked(path: str, groups: Optional[Sequence[str]]) -> Suite:
         raise SystemExit(f'rfcr-bench: --groups: {e}') from None
 
 
+def needs_profile(target: dict) -> bool:
+    """Whether a checked target is profiled (``--profile``): not met or undecided, or its
+    interval excludes the MAC ratio (where the time goes beyond arithmetic)."""
+    if target.get('value') is None or target.get('verdict') == 'not applicable here':
+        return False
+    mac, lo, hi = target.get('mac_ratio'), target.get('ci_lo'), target.get('ci_hi')
+    outside = None not in (mac, lo, hi) and not lo <= mac <= hi
+    return target['verdict'] != 'met' or outside
+
+
 def profile_unmet(suite: Suite, rows: Sequence[BenchRow], targets: Sequence[dict],
                   settings: Settings,
                   runners: Optional[Mapping[tuple[str, str, str], Runner]] = None) -> list:
-    """Profiles of both rows of every target not met, each on the runtime it was judged
-    on (a ``best`` target: each row's best runtime), every (row, runtime) once: on the
-    runner that was timed where ``runners`` (``run_group``'s, ``(group, row, runtime) ->
-    Runner``) has it, else on one built anew."""
-    from rfcr.analysis.benchmark import profile_candidate
+    """Profiles of both rows of every target :func:`needs_profile` picks, each on the
+    runtime it was judged on (a ``best`` target: each row's best runtime), every (row,
+    runtime) once, all in interleaved blocks (:func:`~rfcr.analysis.profile.
+    profile_interleaved`, so that their walls pair as the rounds do): on the runner that
+    was timed where ``runners`` (``run_group``'s, ``(group, row, runtime) -> Runner``) has
+    it, else on one built anew."""
+    from rfcr.analysis.benchmark import candidate_runner
+    from rfcr.analysis.profile import profile_interleaved
     candidates = {(g.name, c.name): c for g in suite.groups for c in g.candidates}
     formats = {(r.group, r.name): r.memory_format or 'contiguous' for r in rows}
-    wanted = []
+    wanted = {}
     for t in targets:
-        if t.get('met') is not False:
+        if not needs_profile(t):
+            continue
+        for name, rt in zip((t['a'], t['b']), t.get('runtimes') or [t['runtime']] * 2):
+            key = (t['group'], name, rt)
+            if key not in wanted:
+                runner = (runners or {}).get(key) or candidate_runner(
+                    candidates[key[:2]], rt, settings, formats[key[:2]])
+                wanted[key] = (runner, rt, name)
+    if not wanted:
+        return []
+    print(f'rfcr-bench: profiling {", ".join(f"{n} on {rt}" for _, n, rt in wanted)}',
+          file=sys.stderr)
+    profiles = profile_interleaved(wanted)
+    for (group, _, _), profile in profiles.items():
+        profile.group = group
+    return list(profiles.values())
+
+
+def profiles_section(profiles: Sequence, targets: Sequence[dict]) -> str:
+    """The profiles table, then, for each profiled target with a MAC ratio, where its
+    rows' time differs from what the MAC ratio predicts."""
+    from rfcr.analysis.latency import ratio_ci
+    from rfcr.analysis.profile import SHORT_NODE_US, format_difference, format_profiles
+    from rfcr.analysis.report import interval
+    text = ('**Profiles** of the rows of every target not met, undecided, or whose interval '
+            'excludes its MAC ratio, on its runtime (one inference, averaged over 20 '
+            'profiled runs; eager in the row\'s faster memory format). Nodes shorter than '
+            f'{SHORT_NODE_US:g} µs and time outside every node are what fragmentation costs; '
+            'torch.compile\'s own kernels are not itemized and count as outside.\n\n'
+            + format_profiles(profiles))
+    by_key = {(p.group, p.name, p.runtime): p for p in profiles}
+    for t in targets:
+        if not needs_profile(t) or t.get('mac_ratio') is None:
             continue
         runtimes = t.get('runtimes') or [t['runtime'], t['runtime']]
-        for name, rt in zip((t['a'], t['b']), runtimes):
-            if (t['group'], name, rt) not in wanted:
-                wanted.append((t['group'], name, rt))
-    profiles = []
-    for group, name, rt in wanted:
-        print(f'rfcr-bench: profiling {name} on {rt}', file=sys.stderr)
-        profiles.append(profile_candidate(candidates[(group, name)], rt, settings,
-                                          formats[(group, name)],
-                                          (runners or {}).get((group, name, rt))))
-    return profiles
+        pa, pb = (by_key.get((t['group'], name, rt))
+                  for name, rt in zip((t['a'], t['b']), runtimes))
+        if pa is None or pb is None:
+            continue
+        expected = 1 / t['mac_ratio'] if t['measure'] == 'speed-up' else t['mac_ratio']
+        walls = (pb.walls, pa.walls) if t['measure'] == 'speed-up' else (pa.walls, pb.walls)
+        profiled = ratio_ci(*walls).as_dict()
+        rounds = dict(median=t['value'], ci_lo=t['ci_lo'], ci_hi=t['ci_hi'])
+        overlap = None not in (profiled['ci_lo'], t['ci_lo']) and (
+            profiled['ci_lo'] <= t['ci_hi'] and t['ci_lo'] <= profiled['ci_hi'])
+        t['profiled'] = dict(profiled, agrees=overlap)
+        text += (f'\n\n*{t["name"]}* ({t["runtime"]}): {interval(rounds)} in the rounds, '
+                 f'{interval(profiled)} profiled (blocks of runs, profiler on; the intervals '
+                 f'{"overlap" if overlap else "do not overlap"}), MAC ratio '
+                 f'{t["mac_ratio"]:.3f}. Where '
+                 f'{t["a"]}\'s time departs from {expected:.3f} x {t["b"]}\'s:\n\n'
+                 + format_difference(pa, pb, expected))
+    return text
+
+
+def crosscheck_group(rows: Sequence[BenchRow], runners: Mapping[tuple[str, str, str], Runner],
+                     threads: int) -> list[dict]:
+    """``--crosscheck``: each OpenVINO row with a ratio to its reference, timed again by
+    OpenVINO's benchmark_app on the same IR files (:mod:`rfcr.analysis.crosscheck`), its
+    ratio beside rfcr's interval."""
+    from rfcr.analysis.crosscheck import agrees, crosscheck
+    pairs, cis = [], []
+    for r in rows:
+        entry = r.runtimes.get('openvino', {})
+        ci = entry.get('ratio_vs_ref')
+        if ci is None or r.ref == r.name:
+            continue
+        a, b = (runners.get((r.group, name, 'openvino')) for name in (r.name, r.ref))
+        if a is None or b is None:
+            continue
+        pairs.append((r.name, a.model.path, r.ref, b.model.path))
+        cis.append((r.group, ci))
+    print(f'rfcr-bench: benchmark_app on {len(pairs)} OpenVINO pair(s)', file=sys.stderr)
+    checks = crosscheck(pairs, threads) if pairs else []
+    for check, (group, ci) in zip(checks, cis):
+        check.update(group=group, rfcr=dict(median=ci['median'], ci_lo=ci['ci_lo'],
+                                             ci_hi=ci['ci_hi']))
+        check['agrees'] = agrees(check['ratio'], (ci['ci_lo'], ci['ci_hi']))
+    return checks
 
 
 def runtimes_asked(names: Sequence[str]) -> tuple[str, ...]:
@@ -319,7 +454,7 @@ def run_models(args: argparse.Namespace, settings: Settings, meta: dict) -> dict
         raise SystemExit(f'rfcr-bench: --models: {e}') from None
     if hasattr(os, 'getloadavg'):
         meta['load_average_end'] = [round(x, 2) for x in os.getloadavg()]
-    meta['repeats_note'] = str(settings.repeats or 30)
+    meta['repeats_note'] = str(len(next(iter(times.values()))))
     table = files_markdown(rows, meta)
     result = dict(meta=meta, rows=rows, timings_s=times)
     out_dir = Path(args.out_dir)

@@ -31,15 +31,25 @@ def test_profile_names_the_ops_each_runtime_runs(runtime, conv):
 
 
 def test_bench_profiles_the_rows_of_unmet_targets():
+    """Targets not met or undecided are profiled, and met ones whose interval excludes the
+    MAC ratio; each (row, runtime) once, all in interleaved blocks."""
     suite = bench.load_suite(bench.REPO / 'benchmarks' / 'suite.py').select(['necks'])
     settings = Settings(input_size=(64, 64), threads=1)
     rows = [BenchRow('necks', n, '', '', 'RFCR', memory_format='channels_last')
-            for n in ('RFCR', 'FPN 96')]
-    targets = [dict(group='necks', a='RFCR', b='FPN 96', runtime='onnxruntime', met=False),
-               dict(group='necks', a='RFCR', b='FPN 96', runtime='eager', met=True),
-               dict(group='necks', a='RFCR', b='FPN 96', runtime='best', met=False,
-                    runtimes=['onnxruntime', 'eager'])]
+            for n in ('RFCR', 'FPN 96', 'PAFPN 96')]
+    measured = dict(group='necks', a='RFCR', value=0.5, ci_lo=0.45, ci_hi=0.55)
+    targets = [dict(measured, b='FPN 96', runtime='onnxruntime', verdict='not met'),
+               dict(measured, b='FPN 96', runtime='eager', verdict='met'),  # MAC ratio inside
+               dict(measured, b='FPN 96', runtime='best', verdict='undecided',
+                    runtimes=['onnxruntime', 'eager']),
+               dict(measured, b='PAFPN 96', runtime='eager', verdict='met', mac_ratio=0.9),
+               dict(measured, b='PAFPN 96', runtime='onnxruntime', verdict='met',
+                    mac_ratio=0.5),  # met, MAC ratio inside: nothing to explain
+               dict(measured, b='PAFPN 96', runtime='onnxruntime', value=None,
+                    verdict=None)]  # not measured
     profiles = bench.profile_unmet(suite, rows, targets, settings)
     assert [(p.name, p.runtime) for p in profiles] == [
-        ('RFCR', 'onnxruntime'), ('FPN 96', 'onnxruntime'), ('FPN 96', 'eager')]
+        ('RFCR', 'onnxruntime'), ('FPN 96', 'onnxruntime'), ('FPN 96', 'eager'),
+        ('RFCR', 'eager'), ('PAFPN 96', 'eager')]
+    assert all(len(p.walls) == 20 and p.group == 'necks' for p in profiles)
     assert all(p.nodes > 3 for p in profiles)
