@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from rfcr.analysis.latency import Stats, interleaved_timings, paired_ratio
+from rfcr.analysis.latency import Stats, interleaved_timings, ratio_ci
+from rfcr.analysis.report import interval
 from rfcr.deploy import switch_to_deploy
 from rfcr.deploy.export import detector_wrapper, neck_wrapper
 from rfcr.deploy.runtime import EAGER, RUNTIMES, Runner, eager_runner
@@ -68,13 +69,13 @@ def runners(module: nn.Module, inputs: tuple, runtimes: list[str],
 
 def table(times: dict[str, list[float]], baseline: str) -> str:
     """Median and p90 ms per variant, and its speed-up over ``baseline`` (median of the
-    per-round ratios)."""
+    per-round ratios, with its 95 % interval)."""
     width = max(28, *map(len, times))
-    lines = [f'{"variant":<{width}}  median ms   p90 ms   speed-up']
+    lines = [f'{"variant":<{width}}  median ms   p90 ms   speed-up [95% CI]']
     for name, ts in times.items():
         s = Stats.of([t * 1e3 for t in ts])
-        speedup = paired_ratio(times[baseline], ts).median
-        lines.append(f'{name:<{width}}  {s.median:9.2f}  {s.p90:7.2f}  {speedup:8.2f}x')
+        speedup = interval(ratio_ci(times[baseline], ts).as_dict(), 2)
+        lines.append(f'{name:<{width}}  {s.median:9.2f}  {s.p90:7.2f}  {speedup}')
     return '\n'.join(lines)
 
 

@@ -15,7 +15,7 @@ run on CUDA tensors (``rfcr.deploy.edge`` builds FP32 engines only, and its
 Eager FP32 is IEEE FP32 (TF32 off for convs and matmuls), as the TensorRT FP32 engine.
 All variants of all models are timed in one interleaved run
 (:func:`rfcr.analysis.latency.interleaved_timings`, the clock read after
-``torch.cuda.synchronize``): medians with p10-p90, and ratios vs ``yolov3_mobilenetv2_320``
+``torch.cuda.synchronize``): medians with p10-p90, and ratios (with 95 % intervals) vs ``yolov3_mobilenetv2_320``
 on the same runtime and form, paired per round. Each GPU variant's outputs are checked
 against eager FP32 of the same form: ``max|diff| / max|out|`` over the raw head outputs.
 
@@ -40,7 +40,8 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from rfcr.analysis.latency import Stats, interleaved_timings, paired_ratio, synchronizer
+from rfcr.analysis.latency import Stats, interleaved_timings, ratio_ci, synchronizer
+from rfcr.analysis.report import interval
 from rfcr.deploy import switch_to_deploy
 from rfcr.deploy.export import detector_wrapper, export_onnx, flatten_outputs
 from rfcr.deploy.runtime import compiled_runner, eager_runner
@@ -283,8 +284,7 @@ def measure(plan: Plan, inputs: tuple, size: int, rounds: int, warmup: int,
         cell.ms = {'median': s.median, 'p10': s.p10, 'p90': s.p90, 'n': s.n}
         base = ' | '.join((plan.baseline, ) + key[1:])
         if base in times:
-            r = paired_ratio(ts, times[base])
-            cell.ratio = {'median': r.median, 'p10': r.p10, 'p90': r.p90}
+            cell.ratio = ratio_ci(ts, times[base]).as_dict()  # median, 95 % interval
         ref = plan.cells[key[0], key[1], REFERENCE]
         if cell.runtime != REFERENCE and ref.runner is not None:
             with torch.inference_mode():
@@ -300,7 +300,8 @@ def fmt_ms(d: Optional[dict]) -> str:
 
 
 def fmt_ratio(d: Optional[dict]) -> str:
-    return f'{d["median"]:.2f}x [{d["p10"]:.2f}-{d["p90"]:.2f}]'
+    """The median ratio and its 95 % interval (rfcr.analysis.report's format)."""
+    return interval(d)
 
 
 def write_report(out_dir: Path, plan: Plan, info: dict, settings: dict, status: str) -> None:
@@ -341,7 +342,8 @@ def write_report(out_dir: Path, plan: Plan, info: dict, settings: dict, status: 
           f'{settings["rounds"]} interleaved rounds, the clock read after '
           '`torch.cuda.synchronize()`.', '',
           '## Latency (ms)', '', *table(lambda c: fmt_ms(c.ms), keys), '',
-          f'## Ratio vs {plan.baseline} (same runtime and form, paired per round)', '',
+          f'## Ratio vs {plan.baseline} (same runtime and form, paired per round; in '
+          'brackets its 95 % confidence interval, docs/benchmarks.md)', '',
           *table(lambda c: fmt_ratio(c.ratio) if c.ratio else 'not measured (baseline)', keys),
           '', '## Check vs eager FP32 of the same form (max|diff| / max|out|)', '',
           'Tolerances: ' + ', '.join(f'{k} <= {v:g}' for k, v in TOLERANCE.items())

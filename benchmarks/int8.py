@@ -19,7 +19,12 @@ from mmdet's CocoMetric on the whole validation split; and ``rfcr-bench --models
 files' latency on a ``--input-size`` image (the static files' size), FP32 and INT8
 interleaved, INT8 / FP32 on the same runtime.
 
-Writes ``int8.md`` (both tables) and ``int8.json`` to ``--out-dir``.
+The latency claim, per runtime: INT8 at most 0.8x FP32, judged on the ratio's 95 %
+interval (met / not met / undecided) only where the CPU has 8-bit dot-product
+instructions (VNNI or AMX on x86, dot product on ARM), which INT8 kernels need to beat
+FP32; elsewhere it says "not applicable here".
+
+Writes ``int8.md`` (the tables) and ``int8.json`` to ``--out-dir``.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import json
 import sys
 from pathlib import Path
 
+from rfcr.analysis.benchmark import Target
+from rfcr.analysis.report import targets_table
 from rfcr.deploy.runtime import QUANTIZE_RUNTIMES, RUNTIMES, default_runtime
 from rfcr.tools import bench, export, quantize, test
 from rfcr.utils.cpu import cpu_name, isa_summary
@@ -35,6 +42,24 @@ from rfcr.utils.cpu import cpu_name, isa_summary
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = 'configs/yoloret/yoloret_mobilenetv2-0.75_rfcr_1xb4-320-3e_synthetic.py'
 KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50')
+# /proc/cpuinfo flags of 8-bit dot-product instructions: x86 VNNI (AVX-512 or AVX), AMX,
+# ARM's dot product (asimddp).
+INT8_ISA = ('avx512_vnni', 'avx_vnni', 'amx_int8', 'asimddp')
+INT8_WANTED = 0.8  # INT8 latency at most this times FP32's
+
+
+def int8_targets(rows: list[dict], times: dict[str, list[float]]) -> list[dict]:
+    """Per runtime, INT8 <= INT8_WANTED x FP32 (rfcr-bench --models' rows and timings),
+    checked where the CPU has INT8_ISA."""
+    by_runtime = {'int8': {r['name']: {r['runtime']: times[r['name']]} for r in rows}}
+    out = []
+    for r in rows:
+        if r['name'] != r['ref'] and Path(r['path']).stem == 'int8':
+            target = Target(f'INT8 <= {INT8_WANTED}x FP32 ({RUNTIMES[r["runtime"]].label})',
+                            'int8', r['name'], r['ref'], '<=', INT8_WANTED,
+                            runtime=r['runtime'], isa=INT8_ISA)
+            out.append(target.check(by_runtime))
+    return out
 
 
 def main() -> None:
@@ -77,6 +102,7 @@ def main() -> None:
                         '--repeats', '50',
                         '--out-dir', str(work / 'bench'), '--no-progress'] + threads)
 
+    targets = int8_targets(timing['rows'], timing['timings_s'])
     base = accuracy['PyTorch (checkpoint)']
     lines = ['| model | runtime | mAP | mAP@0.5 | delta vs PyTorch FP32 (mAP / mAP@0.5) |',
              '|---|---|---:|---:|---:|']
@@ -89,12 +115,14 @@ def main() -> None:
     lines += ['', f'{args.config}, {args.checkpoint}; INT8 calibrated on the first '
               f'{args.calib} validation images; scored on the whole validation split '
               '(CocoMetric).', '']
-    table = '\n'.join(lines) + '\n' + Path(work / 'bench' / 'models.md').read_text()
+    table = ('\n'.join(lines) + '\n' + Path(work / 'bench' / 'models.md').read_text() + '\n'
+             + '\n'.join(targets_table(targets)) + '\n')
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'int8.md').write_text(table)
     (out / 'int8.json').write_text(json.dumps(dict(
-        accuracy=accuracy, latency=timing['rows'], cpu=cpu_name(), isa=isa_summary(),
+        accuracy=accuracy, latency=timing['rows'], targets=targets, cpu=cpu_name(),
+        isa=isa_summary(),
         command=' '.join(['python', 'benchmarks/int8.py'] + sys.argv[1:])), indent=1) + '\n')
     print(table)
 

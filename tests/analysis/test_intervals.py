@@ -194,3 +194,20 @@ def test_bench_refuses_bad_adaptive_arguments(argv, message, capsys):
                   + argv)
     said = str(e.value.code) if e.value.code not in (0, 2) else capsys.readouterr().err
     assert message in said, said
+
+
+def test_int8_targets_are_judged_only_where_the_cpu_has_int8_dot_products():
+    import importlib.util
+    from rfcr.utils.cpu import cpu_flags
+    spec = importlib.util.spec_from_file_location('int8_bench',
+                                                  bench.REPO / 'benchmarks' / 'int8.py')
+    int8 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(int8)
+    fp32, q = 'fp32.xml (openvino)', 'int8.xml (openvino)'
+    rows = [dict(name=fp32, path='w/fp32.xml', runtime='openvino', ref=fp32),
+            dict(name=q, path='w/int8.xml', runtime='openvino', ref=fp32)]
+    a, b = _rounds(0.6, 50, noise=0.02, seed=6)
+    (target, ) = int8.int8_targets(rows, {fp32: b, q: a})
+    assert target['value'] == pytest.approx(0.6, rel=0.05)
+    has_isa = bool(set(int8.INT8_ISA) & cpu_flags())
+    assert target['verdict'] == ('met' if has_isa else 'not applicable here')
