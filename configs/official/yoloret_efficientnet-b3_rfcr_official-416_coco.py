@@ -37,7 +37,10 @@ model = dict(
     ],
     test_cfg=dict(
         nms_pre=100000,
-        min_bbox_size=0,
+        # Boxes clipped to the image before NMS, as the official yolo_eval; boxes that clipping
+        # leaves without area stay, as there (min_bbox_size=0 would drop them).
+        clip_to_image=True,
+        min_bbox_size=-1,
         conf_thr=0.2,
         score_thr=0.2,
         nms=dict(type='nms', iou_threshold=0.5),

@@ -15,16 +15,16 @@
 # 0.9, PyTorch's default 0.1) and TensorFlow "SAME" padding of the backbone's stride-2 convs.
 # Input (code/yolo.py): RGB in [0, 1], letterboxed to 320x320 with the image centred and zero
 # (black) padding (rfcr's Letterbox: the official truncated size, bilinear on the float image).
-# Post-processing: mmdet's YOLOv3 decoding equals the official yolo_head. Selection differs
-# from the official yolo_eval (keep objectness x class probability > 0.2, per-class NMS at
-# IoU 0.5 with at most 20 boxes per class, boxes clipped to the image and cut to whole
-# pixels):
+# Post-processing: mmdet's YOLOv3 decoding equals the official yolo_head, and boxes are
+# clipped to the original image before NMS as in the official yolo_eval (clip_to_image).
+# Selection differs from yolo_eval (keep objectness x class probability > 0.2, per-class NMS
+# at IoU 0.5 with at most 20 boxes per class, boxes cut to whole pixels):
 #   - mmdet keeps objectness >= conf_thr and class probability > score_thr (0.2 each) and
 #     scores their product: a superset of the official boxes (products down to 0.04 stay),
 #     which can only raise all-point AP;
 #   - per-class NMS at IoU 0.5 as the official, but at most max_per_img=400 boxes per image
 #     (20 classes x 20) instead of 20 per class; no top-k before NMS (nms_pre keeps all);
-#   - boxes stay float and are not clipped.
+#   - boxes stay float (clipped, but not cut to whole pixels).
 # Evaluation: VOCMetric with all-point ('area') AP, as the official map.py. mmdet ignores
 # `difficult` objects; the official evaluation leaves them out of the ground truth, so a
 # detection of one is a false positive there.
@@ -47,7 +47,10 @@ model = dict(
     ],
     test_cfg=dict(
         nms_pre=100000,
-        min_bbox_size=0,
+        # Boxes clipped to the image before NMS, as the official yolo_eval; boxes that clipping
+        # leaves without area stay, as there (min_bbox_size=0 would drop them).
+        clip_to_image=True,
+        min_bbox_size=-1,
         conf_thr=0.2,
         score_thr=0.2,
         nms=dict(type='nms', iou_threshold=0.5),

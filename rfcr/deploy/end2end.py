@@ -114,7 +114,10 @@ class End2End(nn.Module):
     in the EfficientNMS layout (see :mod:`rfcr.deploy.end2end`). The input size must be a
     multiple of the preprocessor's ``pad_size_divisor``: mmdet's batch padding is then
     none. ``nms_pre <= 0`` keeps every candidate (mmdet's ``filter_scores_and_topk``
-    would drop the lowest-scored one for ``nms_pre=-1``).
+    would drop the lowest-scored one for ``nms_pre=-1``). ``test_cfg.clip_to_image``
+    (:class:`~rfcr.models.YOLOReTHead`, the official configs) is not applied: the graph
+    does not know where the image lies in its input; ``rfcr_predict.py`` clips the boxes
+    it maps back to the image, after NMS.
 
     Args:
         detector: A single-stage detector whose ``bbox_head`` is a ``YOLOV3Head`` (e.g.

@@ -1,14 +1,16 @@
 """Safe checkpoint reading: tensors and plain containers only, never arbitrary objects.
 
-mmengine's checkpoints are read under torch's ``weights_only`` unpickler too
-(:func:`mmengine_checkpoint_loading`). torch >= 2.6 loads with ``weights_only=True`` by
-default, and mmengine 0.10.7 calls ``torch.load`` without the argument. Its checkpoints
-hold, besides tensors and plain containers, the message hub's ``HistoryBuffer`` objects:
-numpy arrays and scalars, and bound methods of the buffer itself (pickled as
-``getattr(buffer, 'mean')``). Exactly those are allowed, for the duration of a ``with``
-block; the check stays on, and a checkpoint holding anything else is refused.
-``builtins.getattr`` is *not* allowed: the name is mapped to :func:`_history_buffer_method`,
-which only returns the statistics methods of a ``HistoryBuffer``.
+torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 calls
+``torch.load`` without the argument. Its checkpoints hold, besides tensors and plain
+containers, the message hub's ``HistoryBuffer`` objects: numpy arrays and scalars, and
+bound methods of the buffer itself (pickled as ``getattr(buffer, 'mean')``).
+``import rfcr`` (what a config's ``custom_imports`` does) allows exactly those in torch's
+``weights_only`` unpickler, process-wide (:func:`allow_mmengine_checkpoints`), so mmdet's
+own ``tools/test.py`` and ``--resume`` read mmengine's checkpoints; the check stays on, and
+a checkpoint holding anything else is refused. ``builtins.getattr`` is *not* allowed: the
+name is mapped to :func:`_history_buffer_method`, which only returns the statistics
+methods of a ``HistoryBuffer``. :func:`mmengine_checkpoint_loading` turns a refusal into a
+``ValueError`` that names what the checkpoint holds.
 """
 from __future__ import annotations
 
@@ -142,23 +144,27 @@ def mmengine_checkpoint_globals() -> list:
     return allowed
 
 
+def allow_mmengine_checkpoints() -> None:
+    """Allow :func:`mmengine_checkpoint_globals` in every ``torch.load(weights_only=True)``
+    of this process (``torch.serialization.add_safe_globals``; calling it again adds
+    nothing). ``import rfcr`` calls it."""
+    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+
+
 @contextlib.contextmanager
 def mmengine_checkpoint_loading() -> Iterator[None]:
-    """Allow :func:`mmengine_checkpoint_globals` in ``torch.load`` inside the block.
-
-    A checkpoint that needs anything else fails with a ``ValueError`` naming what it
-    holds (from ``torch.serialization.get_unsafe_globals_in_checkpoint``).
-    """
-    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
-        try:
-            yield
-        except pickle.UnpicklingError as e:
-            raise ValueError(
-                'checkpoint refused: it holds objects outside the allow-list of mmengine '
-                'checkpoints (tensors, containers, numpy arrays/scalars, HistoryBuffer): '
-                f'{_unpickler_reason(str(e))}. Only load checkpoints you trust; '
-                'torch.serialization.get_unsafe_globals_in_checkpoint(path) lists what one holds.'
-            ) from e
+    """Inside the block, a checkpoint that needs more than the allow-list (which
+    ``import rfcr`` registered, :func:`allow_mmengine_checkpoints`) fails with a
+    ``ValueError`` naming what it holds instead of torch's ``UnpicklingError``."""
+    try:
+        yield
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            'checkpoint refused: it holds objects outside the allow-list of mmengine '
+            'checkpoints (tensors, containers, numpy arrays/scalars, HistoryBuffer): '
+            f'{_unpickler_reason(str(e))}. Only load checkpoints you trust; '
+            'torch.serialization.get_unsafe_globals_in_checkpoint(path) lists what one holds.'
+        ) from e
 
 
 def _unpickler_reason(message: str) -> str:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mmdet.models.dense_heads import YOLOV3Head
 from mmdet.models.utils import multi_apply
 from mmdet.registry import MODELS
+from mmdet.structures.bbox import scale_boxes
 from mmdet.utils import InstanceList, OptConfigType, OptInstanceList
 
 
@@ -24,6 +25,13 @@ class YOLOReTHead(YOLOV3Head):
     node output directly. Images letterboxed with the padding centred
     (:class:`~rfcr.datasets.Letterbox`, the official test-time input) carry
     ``pad_param``; their boxes are shifted back before they are rescaled.
+
+    ``test_cfg.clip_to_image=True`` clips every box to the image, as the official
+    ``yolo_eval`` does: after the boxes are mapped back to the original image and before
+    the size filter and NMS, to ``[0, W] x [0, H]`` of ``img_meta['ori_shape']``. With
+    ``rescale=False`` the boxes stay in input pixels and are clipped to where the image
+    lies in the input (``ori_shape`` x ``scale_factor``, shifted by ``pad_param``): the
+    same boxes in the other frame. Default ``False``: mmdet's YOLOv3, unclipped.
 
     Box loss: by default mmdet's YOLOv3 losses (BCE on the cell offsets, MSE on the log
     sizes), which match mmdet's grid assigner and prior-probability bias init. The
@@ -58,6 +66,7 @@ class YOLOReTHead(YOLOV3Head):
         kwargs.setdefault('out_channels', tuple(in_channels))
         super().__init__(num_classes, in_channels, **kwargs)
         self.loss_bbox = MODELS.build(loss_bbox) if loss_bbox is not None else None
+        _clip_to_image(self.test_cfg)  # a bad value fails at build, not at test time
 
     def _init_layers(self) -> None:
         self.convs_pred = nn.ModuleList(
@@ -79,11 +88,24 @@ class YOLOReTHead(YOLOV3Head):
                            rescale: bool = False,
                            with_nms: bool = True,
                            img_meta: Optional[dict] = None) -> InstanceData:
-        pad = img_meta.get('pad_param') if rescale and img_meta else None
-        if pad is not None:  # [top, bottom, left, right]: undo the shift, then the scale
-            results.bboxes = results.bboxes - results.bboxes.new_tensor(
-                [pad[2], pad[0], pad[2], pad[0]])
-        return super()._bbox_post_process(results, cfg, rescale, with_nms, img_meta)
+        img_meta = img_meta or {}
+        pad = img_meta.get('pad_param')  # [top, bottom, left, right]
+        shift = results.bboxes.new_tensor([pad[2], pad[0]] * 2 if pad is not None else [0] * 4)
+        if rescale:  # undo the letterbox's shift, then mmdet's scaling
+            assert img_meta.get('scale_factor') is not None
+            results.bboxes = scale_boxes(results.bboxes - shift,
+                                         [1 / s for s in img_meta['scale_factor']])
+        if _clip_to_image(cfg):
+            if img_meta.get('ori_shape') is None or img_meta.get('scale_factor') is None:
+                raise ValueError(f'test_cfg.clip_to_image=True needs ori_shape and '
+                                 f'scale_factor in img_meta, got keys {sorted(img_meta)}')
+            h, w = img_meta['ori_shape'][:2]
+            low, high = results.bboxes.new_zeros(4), results.bboxes.new_tensor([w, h] * 2)
+            if not rescale:  # in input pixels: where the image lies in the input
+                low, high = shift, high * results.bboxes.new_tensor(
+                    img_meta['scale_factor']).repeat(2) + shift
+            results.bboxes = torch.minimum(torch.maximum(results.bboxes, low), high)
+        return super()._bbox_post_process(results, cfg, False, with_nms, img_meta)
 
     def loss_by_feat(self,
                      pred_maps: Sequence[Tensor],
@@ -123,3 +145,11 @@ class YOLOReTHead(YOLOV3Head):
         pred_boxes = self.bbox_coder.decode(priors, pred_xywh, stride)
         target_boxes = self.bbox_coder.decode(priors, target_map[..., :4][pos], stride)
         return loss_cls, loss_conf, self.loss_bbox(pred_boxes, target_boxes)
+
+
+def _clip_to_image(cfg) -> bool:
+    """``cfg.clip_to_image`` (default ``False``), checked."""
+    clip = (cfg or {}).get('clip_to_image', False)
+    if not isinstance(clip, bool):
+        raise ValueError(f'test_cfg.clip_to_image must be True or False, got {clip!r}')
+    return clip
