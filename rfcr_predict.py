@@ -16,7 +16,8 @@ the image and clipped to it. Written: ``D/<stem>.json`` (boxes x1 y1 x2 y2, scor
 labels, class names), ``D/<name>`` with the boxes drawn and, with ``--coco-json``, the
 detections of all images as a COCO results list (image and category ids from
 ``--coco-ann``'s file names and category names, else the image's index and the label).
-Bad input gets one line on stderr and exit code 2, before anything is written.
+Bad input gets one line on stderr and exit code 2, before anything is written; any other
+error one line and exit code 1 (``--debug``: its traceback).
 """
 from __future__ import annotations
 
@@ -184,11 +185,15 @@ class End2EndModel:
         if meta.get(END2END_KEY) != '1':
             raise InputError(f'MODEL: got {path!r}, expected an end-to-end graph with rfcr '
                              f'metadata ({END2END_KEY}); export it with rfcr-export --end2end')
-        self.classes = json.loads(meta['classes'])
-        self.input_size = tuple(json.loads(meta['input_size']))
-        self.letterbox_rule = meta['letterbox']
-        self.pad_value = json.loads(meta['pad_value'])
-        self.channel_order = meta['channel_order']
+        try:
+            self.classes = json.loads(meta['classes'])
+            self.input_size = tuple(json.loads(meta['input_size']))
+            self.letterbox_rule = meta['letterbox']
+            self.pad_value = json.loads(meta['pad_value'])
+            self.channel_order = meta['channel_order']
+        except (KeyError, ValueError) as e:  # a file rfcr-export did not write
+            raise InputError(f'MODEL: got {path!r}, whose rfcr metadata is not what '
+                             f'rfcr-export --end2end writes ({type(e).__name__}: {e})') from None
         try:
             batch, self._run = _load(path, runtime)
         except ImportError:
@@ -288,6 +293,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--coco-json', help='also write all detections as a COCO results list')
     parser.add_argument('--coco-ann', help='COCO annotations (e.g. instances_val.json) giving '
                         '--coco-json its image ids (by file name) and category ids (by name)')
+    parser.add_argument('--debug', action='store_true',
+                        help='on an error, show its traceback instead of one line')
     args = parser.parse_args(argv)
     if not 0 <= args.score_thr <= 1:
         raise InputError(f'--score-thr: got {args.score_thr:g}, expected a number in [0, 1]')
@@ -348,11 +355,21 @@ def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``run``, its errors on one line (rfcr.utils.cli's rule, restated: this file imports no
+    rfcr): bad input exit code 2, any other error (a runtime's) 1, ``--debug`` the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         run(argv)
     except InputError as e:
         print(f'rfcr-predict: error: {e}', file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 (no traceback reaches a user)
+        if '--debug' in argv:
+            raise
+        message = ' '.join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f'rfcr-predict: error: {type(e).__name__}: {message} (--debug shows the '
+              'traceback)', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,6 +23,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..utils.cli import add_debug_arg, cli, positive_int
+
 CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
 MIN_VISIBLE = 0.5
 
@@ -170,21 +172,28 @@ def generate(out_dir: str | Path, num_train: int = 1500, num_val: int = 200, siz
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def run(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog='rfcr-make-data', description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', default='data/synthetic', help='output directory')
-    parser.add_argument('--train', type=int, default=1500, help='training images')
-    parser.add_argument('--val', type=int, default=200, help='validation images')
-    parser.add_argument('--size', type=int, default=320, help='image side in pixels')
+    parser.add_argument('--train', type=positive_int, default=1500, help='training images')
+    parser.add_argument('--val', type=positive_int, default=200, help='validation images')
+    parser.add_argument('--size', type=int, default=320, help='image side in pixels (>= 64)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--objects', type=int, nargs=2, default=(2, 10), metavar=('MIN', 'MAX'),
-                        help='shapes per image')
+    parser.add_argument('--objects', type=positive_int, nargs=2, default=(2, 10),
+                        metavar=('MIN', 'MAX'), help='shapes per image')
     parser.add_argument('--min-object', type=int, default=12, help='smallest shape, pixels')
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f'--out {args.out!r} is a file, expected a directory')
     out = generate(args.out, args.train, args.val, args.size, args.seed, tuple(args.objects),
                    args.min_object)
     print(f'wrote {args.train} train + {args.val} val images of {len(CLASSES)} classes '
           f'to {out}')
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli('rfcr-make-data', run, argv)
 
 
 if __name__ == '__main__':

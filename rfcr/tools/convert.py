@@ -13,23 +13,29 @@ Examples::
         mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.75_224_no_top.h5 \\
         checkpoints/mobilenet_v2_x0.75_imagenet.pth
 
-Every layer's kind and shape is checked; on any error one line names the layer and the
-shapes, and DST is not written (the checkpoint goes to a temporary file, then is renamed).
+Every layer's kind and shape is checked, and every weight of the file (rfcr.convert.keras_h5:
+groups and datasets present, float values of the right rank, no NaN or inf); on any error
+one line names the layer, the weight and what is wrong, and DST is not written (the
+checkpoint goes to a temporary file, then is renamed), nor an existing DST touched.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Sequence
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+
+from rfcr.utils.cli import CfgOptions, add_debug_arg, cli
 
 
 def dataset_meta(cfg: Config) -> dict:
     """The test dataset's meta (classes, palette): its class's ``METAINFO``, updated by the
     config's ``metainfo``; what mmdet's Runner and ``DetInferencer`` read from a checkpoint."""
     from mmdet.registry import DATASETS
+    if 'test_dataloader' not in cfg:
+        raise ValueError(f'config {cfg.filename} defines no test_dataloader, whose dataset '
+                         'gives the classes')
     dataset = cfg.test_dataloader.dataset
     while 'dataset' in dataset:  # dataset wrappers (RepeatDataset, ClassBalancedDataset)
         dataset = dataset.dataset
@@ -53,8 +59,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for sub in (yoloret, mobilenet):
         sub.add_argument('src', help='Keras HDF5 file (weights-only, or a model saved whole)')
         sub.add_argument('dst', help='the checkpoint to write (.pth)')
-        sub.add_argument('--cfg-options', nargs='+', action=DictAction,
+        sub.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                          help='override settings of --config, key=value pairs')
+        add_debug_arg(sub)
     yoloret.add_argument('--config', required=True,
                          help='the official-graph config, e.g. configs/official/*.py')
     mobilenet.add_argument('--config', help="a detector config: also check that its backbone "
@@ -84,11 +91,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    try:
-        run(argv)
-    except (ValueError, OSError) as e:
-        print(f'rfcr-convert: error: {e}', file=sys.stderr)
-        sys.exit(1)
+    cli('rfcr-convert', run, argv)
 
 
 if __name__ == '__main__':

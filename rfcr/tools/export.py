@@ -22,10 +22,10 @@ import os
 from typing import Optional, Sequence
 
 import torch
-from mmengine.config import DictAction
 from torch import Tensor, nn
 
 from rfcr.deploy.runtime import EXPORT_FORMATS, verify_exported
+from rfcr.utils.cli import CfgOptions, add_debug_arg, cli
 
 TOLERANCE = 1e-3  # largest accepted |runtime - PyTorch| / max |PyTorch|
 
@@ -40,8 +40,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--format', choices=EXPORT_FORMATS, default='onnx',
                         help='the runtime to export for (default: onnx): ' + '; '.join(
                             f'{name}: {rt.how}' for name, rt in EXPORT_FORMATS.items()))
-    parser.add_argument('--checkpoint', help='weights (state dict or mmengine checkpoint); '
-                        'random weights without it')
+    parser.add_argument('--checkpoint', help='weights (state dict or mmengine checkpoint), '
+                        'loaded strictly, NaN and inf refused; random weights without it')
     parser.add_argument('--shape', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'),
                         help='input height and width (default: 320 320)')
     parser.add_argument('--batch', type=int, default=1, help='batch size (default: 1)')
@@ -62,8 +62,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         'outputs num_dets, boxes, scores, labels; the metadata rfcr-predict '
                         'reads (in the ONNX file, else in OUT.json beside it, e.g. m.mnn.json)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 17)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                         help='override settings of the config, key=value pairs')
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if args.batch <= 0:
         parser.error(f'--batch must be positive, got {args.batch}')
@@ -262,7 +263,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    run(argv)
+    cli('rfcr-export', run, argv)
 
 
 if __name__ == '__main__':

@@ -21,9 +21,9 @@ config's pipeline and the model's data preprocessor, and calibrate:
 
 ncnn's Python package has no INT8 calibration tool, and TensorRT builds INT8 engines on a
 GPU: neither quantizes here. Score the result with ``rfcr-test CONFIG OUT``. Bad input (a
-checkpoint that does not fit the config, an empty split, N <= 0, an OUT its runtime does
-not write, a missing folder, a runtime that does not quantize or is not installed) stops
-with a message, and nothing is written.
+checkpoint that does not fit the config or holds NaN or inf, an empty split, N <= 0, an OUT
+its runtime does not write, a missing folder, a runtime that does not quantize or is not
+installed) stops with one line, and nothing is written.
 """
 from __future__ import annotations
 
@@ -31,10 +31,8 @@ import argparse
 import os
 from typing import Optional, Sequence
 
-from mmengine.config import DictAction
-
 from rfcr.deploy.runtime import QUANTIZE_RUNTIMES, RUNTIMES
-from rfcr.tools.summary import positive_int
+from rfcr.utils.cli import CfgOptions, add_debug_arg, cli, positive_int
 
 SPLITS = ('val', 'test', 'train')
 # The op types that mark quantization in each runtime's op counts (ONNX Runtime's QDQ,
@@ -55,7 +53,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         prog='rfcr-quantize', description=__doc__.split('\n\n')[0],
         epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='trained weights (mmengine checkpoint or state dict)')
+    parser.add_argument('checkpoint', help='trained weights (mmengine checkpoint or state '
+                        'dict), loaded strictly, NaN and inf refused')
     parser.add_argument('out', help='the quantized model: ' + ' or '.join(
         f'{RUNTIMES[rt].suffixes[0]} ({rt})' for rt in QUANTIZE_RUNTIMES))
     parser.add_argument('--runtime', type=_quantize_runtime, default='onnxruntime',
@@ -65,8 +64,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help='calibration images, the first N of the split (default: 100)')
     parser.add_argument('--split', choices=SPLITS, default='val',
                         help="the config's dataloader the images come from (default: val)")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                         help='override settings of the config, key=value pairs')
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     runtime = RUNTIMES[args.runtime]
     if not runtime.available():
@@ -87,19 +87,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     from rfcr.deploy.quantize import calibration_batches, quantize_detector
     from rfcr.utils.config import build_model, load_config
 
-    try:
-        cfg = load_config(args.config, args.cfg_options)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f'rfcr-quantize: CONFIG: {e}') from None
-    if not os.path.isfile(args.checkpoint):
-        raise SystemExit(f'rfcr-quantize: CHECKPOINT {args.checkpoint!r}: no such file')
-    try:
-        model = build_model(cfg, args.checkpoint)
-    except (RuntimeError, KeyError, ValueError) as e:  # load_state_dict(strict=True)
-        lines = [line for line in str(e).splitlines() if line.strip()]
-        more = f'\n... and {len(lines) - 6} more' if len(lines) > 6 else ''
-        raise SystemExit(f'rfcr-quantize: CHECKPOINT {args.checkpoint!r} does not fit the '
-                         f'model of {args.config}: ' + '\n'.join(lines[:6]) + more) from None
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_model(cfg, args.checkpoint)  # one line naming what does not fit
     try:
         batches = calibration_batches(cfg, model.data_preprocessor, args.calib, args.split)
     except ValueError as e:
@@ -119,7 +108,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    run(argv)
+    cli('rfcr-quantize', run, argv)
 
 
 if __name__ == '__main__':

@@ -15,9 +15,10 @@ import argparse
 from typing import Sequence
 
 import torch
-from mmengine.config import DictAction
 
 from rfcr.analysis.latency import MEMORY_FORMATS, default_threads
+from rfcr.utils.cli import (CfgOptions, add_debug_arg, cli, device, non_negative_int,
+                            positive_int)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -32,17 +33,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
-def positive_int(text: str) -> int:
-    """An argparse ``type``: ints > 0, every rfcr tool's counts."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive int, got {text!r}')
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='rfcr-summary', description=__doc__.split('\n\n')[0],
@@ -53,19 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--batch-size', type=positive_int, default=1)
     parser.add_argument('--depth', type=positive_int, default=3,
                         help='deepest module level listed (default: 3)')
-    parser.add_argument('--runs', type=int, default=10,
+    parser.add_argument('--runs', type=non_negative_int, default=10,
                         help='timed passes for the latency shares; 0: no timing (default: 10)')
     parser.add_argument('--threads', type=positive_int, default=default_threads(),
                         help='CPU threads (default: all cores)')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]' (default: cpu)")
+    parser.add_argument('--device', type=device, default='cpu',
+                        help="'cpu' or 'cuda[:i]' (default: cpu)")
     parser.add_argument('--memory-format', choices=sorted(MEMORY_FORMATS),
                         default='channels_last')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                         help='override settings of the config, key=value pairs')
+    add_debug_arg(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from rfcr.utils.config import build_model
     from rfcr.analysis.summary import format_summary, summarize
@@ -84,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     title = (f'{args.config}: input {tuple(x.shape)}, {args.device}, {args.threads} '
              f'thread(s), {args.memory_format}, eval, random weights')
     print(format_summary(rows, title))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli('rfcr-summary', run, argv)
 
 
 if __name__ == '__main__':

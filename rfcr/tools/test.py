@@ -1,8 +1,10 @@
-"""``rfcr-test``: mmdet's ``tools/test.py`` with rfcr imported, safe checkpoint loading,
-``--deploy`` (the model folded for inference), and exported models: give a ``.onnx`` or
-OpenVINO ``.xml`` file (``rfcr-export``, ``rfcr-quantize``) instead of a checkpoint and it
-runs in ONNX Runtime or OpenVINO, its raw outputs decoded by the config's head and scored
-by the config's evaluator (:class:`rfcr.deploy.ExportedDetector`).
+"""``rfcr-test``: mmdet's ``tools/test.py`` with rfcr imported, safe and strict checkpoint
+loading (:func:`rfcr.utils.config.load_weights`: a checkpoint of another model, or holding
+NaN or inf, is refused in one line), ``--deploy`` (the model folded for inference), and
+exported models: give a ``.onnx`` or OpenVINO ``.xml`` file (``rfcr-export``,
+``rfcr-quantize``) instead of a checkpoint and it runs in ONNX Runtime or OpenVINO, its raw
+outputs decoded by the config's head and scored by the config's evaluator
+(:class:`rfcr.deploy.ExportedDetector`).
 
     rfcr-test CONFIG CHECKPOINT [--deploy]
     rfcr-test CONFIG MODEL.onnx|MODEL.xml [--runtime onnxruntime|openvino] [--threads N]
@@ -14,6 +16,9 @@ import os
 from typing import Sequence
 
 from rfcr.deploy.runtime import FILE_RUNTIMES, FILE_SUFFIXES
+from rfcr.utils.cli import cli
+from rfcr.utils.config import load_weights
+from rfcr.utils.model import unwrap_model
 
 from .train import add_common_args, build_runner, load_config
 
@@ -22,7 +27,8 @@ EXPORTED_SUFFIXES = FILE_SUFFIXES  # .onnx, .xml
 
 def run(argv: Sequence[str] | None = None) -> dict:
     """Parse ``argv`` like mmdet's ``tools/test.py``, test, and return the metrics."""
-    parser = argparse.ArgumentParser(description='Test a detector (mmdet tools/test.py + rfcr)')
+    parser = argparse.ArgumentParser(
+        prog='rfcr-test', description='Test a detector (mmdet tools/test.py + rfcr)')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file, or an exported model (.onnx, '
                         'OpenVINO .xml) to evaluate in its runtime')
@@ -47,17 +53,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if exported and args.deploy:
         parser.error('--deploy folds a PyTorch checkpoint; export with rfcr-export --deploy '
                      'instead')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out must be a .pkl or .pickle file, got {args.out!r}')
     if args.threads is not None and args.threads <= 0:
         parser.error(f'--threads must be a positive int, got {args.threads}')
-    cfg = load_config(args)
+    if exported and not os.path.isfile(args.checkpoint):
+        parser.error(f'exported model {args.checkpoint!r}: no such file')
+    cfg = load_config(args, 'test')
     if exported:
-        if not os.path.isfile(args.checkpoint):
-            parser.error(f'exported model {args.checkpoint!r}: no such file')
         cfg.model = dict(type='ExportedDetector', detector=cfg.model, path=args.checkpoint,
                          runtime=args.runtime, threads=args.threads)
-        cfg.load_from = None
-    else:
-        cfg.load_from = args.checkpoint
+    cfg.load_from = None  # loaded below, strictly, before the runner reads the dataset
     # One pass over the test set: persistent workers would only outlive this call (and,
     # forked from a process that goes on running OpenVINO and ONNX Runtime, have crashed it
     # at exit).
@@ -65,19 +71,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if args.deploy:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SwitchToDeployHook')]
 
-    from rfcr.utils.checkpoint import mmengine_checkpoint_loading
     runner = build_runner(cfg)
+    if not exported:
+        load_weights(unwrap_model(runner.model), args.checkpoint, f'the model of {args.config}')
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must be a .pkl or .pickle file, got {args.out!r}')
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    with mmengine_checkpoint_loading():
-        return runner.test()
+    return runner.test()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run(argv)  # the metrics are logged; a console script's return value is its exit status
+    cli('rfcr-test', run, argv)  # the metrics are logged; main returns nothing (exit status 0)
 
 
 if __name__ == '__main__':

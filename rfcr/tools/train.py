@@ -8,27 +8,38 @@ import os.path as osp
 import sys
 from typing import Sequence
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+
+from rfcr.utils.cli import CfgOptions, add_debug_arg, cli
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
+# What the config must define for each command (mmengine's Runner builds them).
+NEEDS = {'train': ('model', 'train_dataloader', 'train_cfg', 'optim_wrapper'),
+         'test': ('model', 'test_dataloader', 'test_cfg', 'test_evaluator')}
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=CfgOptions,
         help='override settings of the config, key=value pairs merged into it, e.g. '
         'model.backbone.init_cfg.checkpoint=/path/to/mobilenet_v2.pth')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_arg(parser)
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """The config with CLI overrides, a work dir and the launcher, as mmdet's tools do."""
+def load_config(args: argparse.Namespace, command: str = 'train') -> Config:
+    """The config with CLI overrides, a work dir and the launcher, as mmdet's tools do;
+    ``ValueError`` unless it defines what ``command`` (:data:`NEEDS`) needs."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     from rfcr.utils.config import load_config as load
     cfg = load(args.config, args.cfg_options)
+    missing = [k for k in NEEDS[command] if k not in cfg]
+    if missing:
+        raise ValueError(f'config {args.config} defines no {", ".join(missing)}, which '
+                         f'rfcr-{command} needs')
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -67,8 +78,9 @@ def build_runner(cfg: Config):
     return runner
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description='Train a detector (mmdet tools/train.py + rfcr)')
+def run(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog='rfcr-train', description='Train a detector (mmdet tools/train.py + rfcr)')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (float16 AMP on CUDA, bfloat16 autocast on CPU)')
@@ -107,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     runner = build_runner(cfg)
     with mmengine_checkpoint_loading():
         runner.train()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli('rfcr-train', run, argv)
 
 
 if __name__ == '__main__':

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from typing import Any, Optional
+import re
+from typing import Any, Mapping, Optional
 
+import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmengine.runner import load_checkpoint
 from torch import nn
 
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
-from .checkpoint import mmengine_checkpoint_loading
+from .checkpoint import load_checked_state_dict, mmengine_checkpoint_loading
+from .finite import check_finite
 
-__all__ = ['build_model', 'load_config', 'model_parts', 'parameter_counts', 'resolve_config',
-           'without_pretrained']
+__all__ = ['build_model', 'load_config', 'load_weights', 'model_parts', 'parameter_counts',
+           'resolve_config', 'without_pretrained']
 
 
 def resolve_config(path: str | os.PathLike) -> str:
@@ -32,7 +34,8 @@ def resolve_config(path: str | os.PathLike) -> str:
     path = os.fspath(path)
     if '::' not in path:
         if not osp.isfile(path):
-            raise FileNotFoundError(f'config file not found: {path}')
+            raise FileNotFoundError(f'config file not found: {path}'
+                                    + (' (a directory)' if osp.isdir(path) else ''))
         return path
     package, rel = path.split('::', 1)
     if package != 'mmdet':
@@ -48,7 +51,11 @@ def load_config(path: str | os.PathLike, cfg_options: Optional[dict] = None) -> 
     """The config at ``path`` (``mmdet::`` paths work), with overrides merged in, and
     mmdet's and rfcr's modules registered."""
     register_all_modules()  # rfcr's own are registered by importing rfcr (this package)
-    cfg = Config.fromfile(resolve_config(path))
+    path = resolve_config(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as e:  # mmengine parses the text: the error names no file
+        raise ValueError(f'config {path}: line {e.lineno}: {e.msg}, expected Python') from e
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -77,18 +84,18 @@ def build_model(config: str | os.PathLike | Config | dict,
     Args:
         config: A config path (``mmdet::`` paths work), a ``Config``, or a model config
             dict (anything registered in mmdet's ``MODELS``: a detector, a neck, ...).
-        checkpoint: Loaded strictly with ``torch.load(weights_only=True)``; mmengine's
-            own checkpoints are accepted
-            (:func:`~rfcr.utils.checkpoint.mmengine_checkpoint_loading`). Without it, the
-            weights are each module's ``init_weights`` from random, with every pretrained
-            ``init_cfg`` dropped: nothing is read or downloaded.
+        checkpoint: Loaded strictly by :func:`load_weights`. Without it, the weights are
+            each module's ``init_weights`` from random, with every pretrained ``init_cfg``
+            dropped: nothing is read or downloaded.
         cfg_options: Overrides merged into a config loaded from a path.
     """
+    described = None  # the model, in a checkpoint's errors
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config, cfg_options)
     if isinstance(config, Config):
         if 'model' not in config:
             raise ValueError(f'config={config.filename!r} defines no model')
+        described = config.filename and f'the model of {config.filename}'
         config = config.model
     else:
         register_all_modules()
@@ -102,14 +109,46 @@ def build_model(config: str | os.PathLike | Config | dict,
         finally:
             logger.setLevel(level)
     else:
-        checkpoint = os.fspath(checkpoint)
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint={checkpoint!r}: no such file')
-        with mmengine_checkpoint_loading():
-            load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                            logger='silent')
+        load_weights(model, checkpoint, described or f'the {type(model).__name__} model')
     model.eval()  # mmdet's MobileNetV2.train() returns None: do not chain
     return model
+
+
+def load_weights(model: nn.Module, checkpoint: str | os.PathLike, described: str) -> dict:
+    """Load a checkpoint file's weights (a state dict, or mmengine's checkpoint holding one
+    under ``state_dict``) into ``model`` strictly, and return what the file holds.
+    ``torch.load(weights_only=True)``: mmengine's own checkpoints are accepted
+    (:func:`~rfcr.utils.checkpoint.mmengine_checkpoint_loading`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: on one line naming the file (``described`` names ``model``): not a
+            checkpoint, objects beyond tensors and containers, no state dict, NaN or inf
+            (the keys and counts), or weights that do not fit ``model`` (every key missing,
+            unexpected or shaped otherwise).
+    """
+    checkpoint = os.fspath(checkpoint)
+    source = f'checkpoint={checkpoint!r}'
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'{source}: ' + ('a directory, expected a checkpoint file'
+                                                 if osp.isdir(checkpoint) else 'no such file'))
+    try:
+        with mmengine_checkpoint_loading():
+            loaded = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    except (EOFError, RuntimeError) as e:  # an empty or cut-short file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else 'the file ends early'
+        raise ValueError(f'{source} is not a checkpoint that torch.load reads '
+                         f'({type(e).__name__}: {reason})') from e
+    state_dict = loaded.get('state_dict', loaded) if isinstance(loaded, Mapping) else None
+    if not (isinstance(state_dict, Mapping)
+            and all(isinstance(v, torch.Tensor) for v in state_dict.values())):
+        raise ValueError(f'{source} holds a {type(loaded).__name__}, expected a state dict of '
+                         "tensors (or a checkpoint holding one under 'state_dict')")
+    # mmengine strips the prefix of a distributed wrapper's keys the same way
+    state_dict = {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
+    check_finite(state_dict, source)
+    load_checked_state_dict(model, state_dict, source, described)
+    return loaded
 
 
 def model_parts(model: nn.Module) -> dict[str, list[str]]:
