@@ -8,8 +8,7 @@ line and exit status 1 or 2 (rfcr.utils.cli):
 - status 2, argparse's: its usage, then one ``prog: error: ...`` line (rfcr-predict: that
   line alone).
 
-rfcr-bench's own table is in tests/analysis/test_bench_cli.py; damaged Keras files for
-rfcr-convert in tests/convert/test_damaged_files.py."""
+damaged Keras files for rfcr-convert are in tests/convert/test_damaged_files.py."""
 import os
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ import torch
 
 import rfcr_predict
 from rfcr.datasets import synthetic
-from rfcr.tools import convert, export, quantize, summary, test, train
+from rfcr.tools import bench, convert, export, quantize, summary, test, train
 from rfcr.utils.config import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +31,7 @@ EB3 = str(ROOT / 'configs/yoloret/yoloret_efficientnet-b3_rfcr_2xb8-416-250e_coc
 MAINS = {'rfcr-convert': convert.main, 'rfcr-export': export.main,
          'rfcr-quantize': quantize.main, 'rfcr-test': test.main, 'rfcr-train': train.main,
          'rfcr-summary': summary.main, 'rfcr-make-data': synthetic.main,
-         'rfcr-predict': rfcr_predict.main}
+         'rfcr-predict': rfcr_predict.main, 'rfcr-bench': bench.main}
 
 
 @pytest.fixture(scope='module')
@@ -204,6 +203,25 @@ CASES = [  # (command, argv, exit status, fragment of the error line)
      'NoSuchOp'),
     ('rfcr-predict', ['{d}/nope.onnx', '{d}/image.png', '--score-thr', '2'], 2,
      '--score-thr: got 2, expected a number in [0, 1]'),
+    # rfcr-bench (more: tests/analysis/test_bench_cli.py, test_intervals.py)
+    ('rfcr-bench', ['--suite', '{d}/syntax.py'], 1,
+     "syntax.py': line 1: '(' was never closed, expected Python"),
+    ('rfcr-bench', ['--suite', '{d}/empty.py'], 1, 'must define SUITE'),
+    ('rfcr-bench', ['--suite', '{d}/nope.py'], 1, 'nope.py: no such file'),
+    ('rfcr-bench', ['--configs', '{d}/nope.py'], 1, 'no such config file'),
+    ('rfcr-bench', ['--configs', '{syn}', '{syn}', '--baseline', 'zzz'], 1,
+     "--baseline must name one of the configs"),
+    ('rfcr-bench', ['--models', '{d}/garbage.onnx'], 1, 'INVALID_PROTOBUF'),
+    ('rfcr-bench', ['--configs', '{syn}', '--device', 'abc'], 2,
+     "expected 'cpu' or 'cuda[:i]', got 'abc'"),
+    ('rfcr-bench', ['--configs', '{syn}', '--warmup', '-1'], 2, 'must be an int >= 0'),
+    ('rfcr-bench', ['--configs', '{syn}', '--threads', '0'], 2, 'must be a positive int'),
+    ('rfcr-bench', ['--configs', '{syn}', '--cfg-options', 'a'], 2,
+     "expected key=value pairs, got 'a'"),
+    ('rfcr-bench', ['--configs', '{syn}', '--out-dir', '{d}/afile'], 1,
+     'is a file, expected a folder'),
+    ('rfcr-bench', ['--configs', '{syn}', '--precision', '0'], 2,
+     'argument --precision: must be a number in (0, 1)'),
 ]
 
 

@@ -252,7 +252,7 @@ def test_suite_file_errors(tmp_path):
     with pytest.raises(SystemExit, match=r'--suite .*nope.py: no such file'):
         bench.run(['--suite', str(tmp_path / 'nope.py')] + TINY)
     (tmp_path / 'empty.py').write_text('SUITES = []\n')
-    with pytest.raises(TypeError, match=r"empty.py' must define SUITE, a "
+    with pytest.raises(ValueError, match=r"empty.py' must define SUITE, a "
                                         r"rfcr.analysis.benchmark.Suite; got NoneType"):
         bench.run(['--suite', str(tmp_path / 'empty.py')] + TINY)
     group = Group('g', 'a', [Candidate('a', 'toy', None, None)])
