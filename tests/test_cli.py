@@ -108,7 +108,7 @@ CASES = [  # (command, argv, exit status, fragment of the error line)
     ('rfcr-export', [SYN, '{d}/o.onnx', '--checkpoint', '{d}/truncated.pth'], 1,
      'is not a checkpoint that torch.load reads (RuntimeError: PytorchStreamReader failed'),
     ('rfcr-export', [SYN, '{d}/o.onnx', '--checkpoint', '{d}/garbage.pth'], 1,
-     'checkpoint refused'),
+     'checkpoint refused by safe loading (torch.load weights_only=True): Unsupported operand'),
     ('rfcr-export', [SYN, '{d}/o.onnx', '--checkpoint', '{d}/list.pth'], 1,
      'holds a list, expected a state dict of tensors'),
     ('rfcr-export', [SYN, '{d}/o.onnx', '--checkpoint', '{d}/backbone.pth'], 1,
@@ -291,3 +291,19 @@ def test_console_script_prints_no_traceback(d, command, argv, fragment):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert _fill(fragment, d) in lines[0] and 'Traceback' not in out.stderr
+
+
+def test_a_backbone_checkpoint_with_nan_is_refused(tmp_path):
+    """init_cfg=dict(type='Pretrained'): the backbone loader refuses non-finite weights too
+    (rfcr.utils.checkpoint.load_state_dict, which every loader reads with)."""
+    from mmdet.registry import MODELS
+    backbone = dict(type='TruncatedMobileNetV2', widen_factor=0.75)
+    state_dict = {k: v.clone() for k, v in MODELS.build(backbone).state_dict().items()}
+    state_dict['conv1.conv.weight'].view(-1)[:2] = float('-inf')
+    torch.save({'state_dict': state_dict}, tmp_path / 'nan.pth')
+    pretrained = MODELS.build(dict(backbone, init_cfg=dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'nan.pth'))))
+    with pytest.raises(ValueError, match=r"nan.pth' holds non-finite values in 1 tensor\(s\), "
+                                         r'expected finite weights: conv1.conv.weight '
+                                         r'\(2 -inf of'):
+        pretrained.init_weights()

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from .finite import check_finite
+
 _STATISTICS = ('min', 'max', 'mean', 'current')
 
 
@@ -58,30 +60,42 @@ def resolve_checkpoint_url(checkpoint: str) -> str:
     return checkpoint
 
 
-def load_state_dict(checkpoint: str, map_location: str | torch.device = 'cpu') -> dict:
-    """Read a checkpoint file or URL with ``torch.load(weights_only=True)``.
+def load_state_dict(checkpoint: str | os.PathLike,
+                    map_location: str | torch.device = 'cpu') -> dict:
+    """Read a checkpoint file or URL with ``torch.load(weights_only=True)`` (mmengine's
+    checkpoints included: :func:`allow_mmengine_checkpoints`): what it holds, a mapping.
+    Every tensor in it, and in its ``state_dict`` if it has one, must be finite.
 
     Raises:
-        FileNotFoundError: for a local path that does not exist.
-        ValueError: when the file holds objects beyond tensors and plain containers.
+        FileNotFoundError: for a local path that does not exist or is a directory.
+        ValueError: on one line naming the checkpoint: not a file torch reads (empty, cut
+            short), objects beyond the allow-list, not a mapping, NaN or inf (the keys and
+            counts).
     """
+    checkpoint = os.fspath(checkpoint)
+    source = f'checkpoint={checkpoint!r}'
     url = resolve_checkpoint_url(checkpoint)
     try:
-        if url.startswith(('http://', 'https://')):
-            obj = torch.hub.load_state_dict_from_url(
-                url, map_location=map_location, check_hash=True, weights_only=True)
-        else:
-            if not os.path.isfile(url):
-                raise FileNotFoundError(f'checkpoint={checkpoint!r}: no such file')
-            obj = torch.load(url, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f'checkpoint={checkpoint!r} holds objects that safe loading (weights_only=True) '
-            f'refuses; save the weights alone with torch.save(model.state_dict(), path). '
-            f'torch said: {str(e).splitlines()[0]}') from e
+        with mmengine_checkpoint_loading():
+            if url.startswith(('http://', 'https://')):
+                obj = torch.hub.load_state_dict_from_url(
+                    url, map_location=map_location, check_hash=True, weights_only=True)
+            else:
+                if not os.path.isfile(url):
+                    raise FileNotFoundError(f'{source}: ' + (
+                        'a directory, expected a checkpoint file' if os.path.isdir(url)
+                        else 'no such file'))
+                obj = torch.load(url, map_location=map_location, weights_only=True)
+    except (EOFError, RuntimeError) as e:  # an empty or cut-short file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else 'the file ends early'
+        raise ValueError(f'{source} is not a checkpoint that torch.load reads '
+                         f'({type(e).__name__}: {reason})') from e
     if not isinstance(obj, Mapping):
-        raise ValueError(f'checkpoint={checkpoint!r} holds a {type(obj).__name__}, '
-                         'expected a state dict')
+        raise ValueError(f'{source} holds a {type(obj).__name__}, expected a state dict of '
+                         "tensors (or a checkpoint holding one under 'state_dict')")
+    check_finite(obj, source)
+    if isinstance(obj.get('state_dict'), Mapping):
+        check_finite(obj['state_dict'], source)
     return dict(obj)
 
 
@@ -160,15 +174,19 @@ def mmengine_checkpoint_loading() -> Iterator[None]:
         yield
     except pickle.UnpicklingError as e:
         raise ValueError(
-            'checkpoint refused: it holds objects outside the allow-list of mmengine '
-            'checkpoints (tensors, containers, numpy arrays/scalars, HistoryBuffer): '
-            f'{_unpickler_reason(str(e))}. Only load checkpoints you trust; '
-            'torch.serialization.get_unsafe_globals_in_checkpoint(path) lists what one holds.'
+            'checkpoint refused by safe loading (torch.load weights_only=True): '
+            f'{_unpickler_reason(str(e))}; it allows tensors, containers and what mmengine '
+            'checkpoints hold (numpy arrays and scalars, HistoryBuffer). Only load '
+            'checkpoints you trust; torch.serialization.get_unsafe_globals_in_checkpoint(path) '
+            'lists what one holds.'
         ) from e
 
 
 def _unpickler_reason(message: str) -> str:
-    """The line of torch's weights_only error that says what was refused."""
-    match = re.search(r'WeightsUnpickler error: (.*?)(?: was not an allowed global by '
-                      r'default|\. Please use|$)', message, re.MULTILINE)
-    return match.group(1).strip() if match else message.splitlines()[0]
+    """What torch's weights_only error says was refused (``Unsupported global: GLOBAL
+    argparse.Namespace``; for a file that is no pickle, ``Unsupported operand 103``), on one
+    line."""
+    match = re.search(r'WeightsUnpickler error:\s*(.*?)(?:\s+was not an allowed global by '
+                      r'default|\.\s*Please use|\s*Check the documentation|$)', message, re.DOTALL)
+    reason = ' '.join(match.group(1).split()) if match else ''
+    return reason or (message.strip().splitlines() or ['unreadable'])[0]

@@ -22,8 +22,7 @@ from torch import nn
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
-from .checkpoint import load_checked_state_dict, mmengine_checkpoint_loading
-from .finite import check_finite
+from .checkpoint import load_checked_state_dict, load_state_dict
 
 __all__ = ['build_model', 'load_config', 'load_weights', 'model_parts', 'parameter_counts',
            'resolve_config', 'without_pretrained']
@@ -116,9 +115,9 @@ def build_model(config: str | os.PathLike | Config | dict,
 
 def load_weights(model: nn.Module, checkpoint: str | os.PathLike, described: str) -> dict:
     """Load a checkpoint file's weights (a state dict, or mmengine's checkpoint holding one
-    under ``state_dict``) into ``model`` strictly, and return what the file holds.
-    ``torch.load(weights_only=True)``: mmengine's own checkpoints are accepted
-    (:func:`~rfcr.utils.checkpoint.mmengine_checkpoint_loading`).
+    under ``state_dict``) into ``model`` strictly, and return what the file holds, read by
+    :func:`~rfcr.utils.checkpoint.load_state_dict` (``weights_only=True``, mmengine's own
+    checkpoints accepted, non-finite tensors refused).
 
     Raises:
         FileNotFoundError: no such file.
@@ -129,24 +128,14 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike, described: str
     """
     checkpoint = os.fspath(checkpoint)
     source = f'checkpoint={checkpoint!r}'
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'{source}: ' + ('a directory, expected a checkpoint file'
-                                                 if osp.isdir(checkpoint) else 'no such file'))
-    try:
-        with mmengine_checkpoint_loading():
-            loaded = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    except (EOFError, RuntimeError) as e:  # an empty or cut-short file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else 'the file ends early'
-        raise ValueError(f'{source} is not a checkpoint that torch.load reads '
-                         f'({type(e).__name__}: {reason})') from e
-    state_dict = loaded.get('state_dict', loaded) if isinstance(loaded, Mapping) else None
+    loaded = load_state_dict(checkpoint)  # refuses non-finite tensors
+    state_dict = loaded.get('state_dict', loaded)
     if not (isinstance(state_dict, Mapping)
             and all(isinstance(v, torch.Tensor) for v in state_dict.values())):
         raise ValueError(f'{source} holds a {type(loaded).__name__}, expected a state dict of '
                          "tensors (or a checkpoint holding one under 'state_dict')")
     # mmengine strips the prefix of a distributed wrapper's keys the same way
     state_dict = {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
-    check_finite(state_dict, source)
     load_checked_state_dict(model, state_dict, source, described)
     return loaded
 
