@@ -23,11 +23,11 @@ demo:
 
 ## bench: rfcr-bench on the suite benchmarks/suite.py (no data, no GPU) on eager PyTorch and every
 ## runtime installed (ONNX Runtime, OpenVINO, torch.compile, ncnn, MNN, LiteRT): rounds until
-## every interval is within +-2 % or 20 min of rounds are spent, profiles of every target not
-## met, benchmark_app's cross-check of the OpenVINO rows -> docs/bench/ (about 30 min)
+## every interval is within +-2 % or 10 min of timed rounds are spent, profiles of every target not
+## met, benchmark_app's cross-check of the OpenVINO rows -> docs/bench/ (about 35 min)
 bench:
 	$(VENV)/bin/rfcr-bench --suite benchmarks/suite.py --runtime installed --profile \
-		--precision 0.02 --max-time 1200 --crosscheck --out-dir docs/bench
+		--precision 0.02 --max-time 600 --crosscheck --out-dir docs/bench
 
 ## int8: FP32 vs INT8 of the demo checkpoint (after make demo): mAP on its validation set and
 ## latency, on every runtime that quantizes (ONNX Runtime, OpenVINO, MNN, LiteRT) -> docs/bench/int8/

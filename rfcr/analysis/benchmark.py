@@ -376,8 +376,11 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
     started = time.perf_counter()
 
     def stop(raw: dict[str, list[float]], done: int) -> bool:
-        """Adaptive rounds: check the intervals after MIN_ROUNDS, then each time the
-        rounds have grown by a tenth (fewer looks at the data, and cheaper ones)."""
+        """Adaptive rounds: MIN_ROUNDS at least, whatever the time; then the intervals are
+        checked each time the rounds have grown by a tenth (fewer looks at the data, and
+        cheaper ones), until they are within the precision or the time is spent."""
+        if done < MIN_ROUNDS:
+            return False
         if time.perf_counter() - started >= settings.max_time:
             state['stopped'] = 'time'
             return True

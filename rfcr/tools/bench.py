@@ -38,7 +38,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -261,14 +260,14 @@ def run(argv: Sequence[str] | None = None) -> dict:
 
     asked = suite.targets_on(runtimes)
     rows, times, macs, profiles, groups, crosschecks = [], {}, {}, [], [], []
-    started = time.perf_counter()
+    spent = 0.0  # seconds of timed rounds so far (preparing and exporting do not count)
     try:
         for i, group in enumerate(suite.groups):
             group_settings = settings
             if settings.max_time is not None:  # what is left, shared by the groups left
-                left = settings.max_time - (time.perf_counter() - started)
+                left = max(settings.max_time - spent, 0.0)
                 group_settings = dataclasses.replace(
-                    settings, max_time=max(left, 1.0) / (len(suite.groups) - i))
+                    settings, max_time=max(left / (len(suite.groups) - i), 1e-3))
             keep = args.profile or args.crosscheck
             timed = {} if keep else None  # the group's runners, kept to profile them
             group_targets = [t for t in asked if t.group == group.name]
@@ -276,6 +275,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
                                                         group_targets)
             rows += group_rows
             times[group.name] = group_times
+            spent += rounds['seconds']
             macs[group.name] = {r.name: r.macs.get('total') for r in group_rows if r.macs}
             groups.append(dict(name=group.name, baseline=group.baseline, note=group.note,
                                repeats=settings.repeats or group.repeats, rounds=rounds))

@@ -166,9 +166,10 @@ def test_adaptive_rounds_stop_at_the_precision_asked():
 
 def test_adaptive_rounds_stop_when_the_time_is_spent():
     settings = Settings(input_size=(8, 8), threads=1, warmup=0, peak_memory=False,
-                        memory_format='contiguous', precision=1e-9, max_time=0.3)
+                        memory_format='contiguous', precision=1e-9, max_time=1e-6)
     _, _, rounds = run_group(_toy_group(), settings)
     assert rounds['stopped'] == 'time' and rounds['widest']['half_width'] > 1e-9
+    assert rounds['rounds'] >= MIN_ROUNDS  # however short the time, never fewer
 
 
 @pytest.mark.parametrize('kwargs, message', [
