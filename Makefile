@@ -24,7 +24,7 @@ demo:
 ## bench: rfcr-bench on the suite benchmarks/suite.py (no data, no GPU) on eager PyTorch and every
 ## runtime installed (ONNX Runtime, OpenVINO, torch.compile, ncnn, MNN, LiteRT): rounds until
 ## every interval is within +-2 % or 10 min of timed rounds are spent, profiles of every target not
-## met, benchmark_app's cross-check of the OpenVINO rows -> docs/bench/ (about 35 min)
+## met, benchmark_app's cross-check of the OpenVINO rows -> docs/bench/ (50 min on 2 cores)
 bench:
 	$(VENV)/bin/rfcr-bench --suite benchmarks/suite.py --runtime installed --profile \
 		--precision 0.02 --max-time 600 --crosscheck --out-dir docs/bench
