@@ -332,6 +332,14 @@ def watched_ratios(group: Group, times: dict[str, dict[str, list[float]]],
     return out
 
 
+def _widest(watched: dict[str, RatioCI]) -> Optional[dict]:
+    """The watched ratio with the widest interval and its relative half-width."""
+    if not watched:
+        return None
+    name, ci = max(watched.items(), key=lambda kv: kv[1].half_width)
+    return dict(ratio=name, half_width=ci.half_width)
+
+
 def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], None],
                kept: dict[tuple[str, str, str], Runner], targets: Sequence['Target']
                ) -> tuple[list[BenchRow], dict[str, dict[str, list[float]]], dict]:
@@ -387,12 +395,10 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
         if done < state['check_at']:
             return False
         state['check_at'] = max(done + 1, math.ceil(done * 1.1))
-        watched = watched_ratios(group, _nest(raw, settings.formats), targets)
-        if not watched:
+        state['widest'] = _widest(watched_ratios(group, _nest(raw, settings.formats), targets))
+        if state['widest'] is None:
             return False
-        name, ci = max(watched.items(), key=lambda kv: kv[1].half_width)
-        state['widest'] = dict(ratio=name, half_width=ci.half_width)
-        if ci.half_width <= settings.precision:
+        if state['widest']['half_width'] <= settings.precision:
             state['stopped'] = 'precision'
             return True
         return False
@@ -410,10 +416,7 @@ def _run_group(group: Group, settings: Settings, progress: Callable[[str, int], 
         fmt = next(f for f in settings.formats if t.get(f) is t[EAGER])
         runners[(name, EAGER)] = runners[(name, fmt)]
     kept.update({(group.name, *key): runner for key, runner in runners.items()})
-    watched = watched_ratios(group, times, targets)
-    if watched:
-        name, ci = max(watched.items(), key=lambda kv: kv[1].half_width)
-        state['widest'] = dict(ratio=name, half_width=ci.half_width)
+    state['widest'] = _widest(watched_ratios(group, times, targets)) or state['widest']
     rounds = dict(rounds=len(next(iter(raw.values()), [])), stopped=state['stopped'],
                   seconds=round(time.perf_counter() - started, 1), widest=state['widest'])
 
