@@ -274,8 +274,8 @@ def end2end_group() -> Group:
              'detect as a trained one does (benchmarks/suite.py detecting(): BN statistics '
              'of random images, scaled prediction convs): more candidates pass the thresholds '
              'than nms_pre, so NMS gets nms_pre (1000), its most at these thresholds (an '
-             'upper bound of its cost), and max_per_img (100) come out. Not run on ncnn, MNN and LiteRT (the cells say '
-             'why); torch.compile tries, but torch.export does not capture NMS\'s '
+             'upper bound of its cost), and max_per_img (100) come out. Not run on ncnn (its '
+             'cell says why); torch.compile tries, but torch.export does not capture NMS\'s '
              'data-dependent output size.',
         candidates=[
             Candidate(model, 'YOLO-ReT', partial(folded_detecting, YOLORET_M075), image,

@@ -252,7 +252,8 @@ _MNNQUANT = 'import sys, _tools; _tools.mnnquant(["mnnquant"] + sys.argv[1:])'
 def quantize_mnn(fp32: str | os.PathLike, out: str | os.PathLike,
                  batches: Sequence[Tensor]) -> None:
     """INT8 post-training quantization of the ONNX graph ``fp32`` by MNN (``mnnquant``:
-    INT8 weights per output channel, ``MAX_ABS``; INT8 features, ``EMA`` ranges) to the
+    INT8 weights per output channel, ``MAX_ABS``; INT8 features, ``EMA`` ranges; no INT8
+    Winograd) to the
     MNN model ``out`` (``.mnn``), calibrated on ``batches`` (3-channel NCHW inputs of the
     graph's single input). Nothing is written if a step fails.
 
@@ -309,7 +310,11 @@ def quantize_mnn(fp32: str | os.PathLike, out: str | os.PathLike,
         Path(config).write_text(json.dumps(dict(
             format='RGB', mean=(-low / step).tolist(), normal=step.tolist(), width=width,
             height=height, path=folder, used_image_num=len(images),
-            feature_quantize_method='EMA', weight_quantize_method='MAX_ABS')))
+            feature_quantize_method='EMA', weight_quantize_method='MAX_ABS',
+            # mnnquant turns INT8 Winograd on with EMA; its x86 kernel gets tile edges of
+            # dense 3x3 stride-1 convs wrong (a 3x3 conv 3->16: 0.22x its largest output
+            # off, 0.009x without it; MNN 3.5.0 and 3.6.1).
+            winogradOpt=False)))
         staged = os.path.join(tmp, 'int8.mnn')
         done = subprocess.run([sys.executable, '-c', _MNNQUANT, src, staged, config],
                               capture_output=True, text=True)
