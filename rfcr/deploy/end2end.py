@@ -11,8 +11,10 @@ per-class NMS. :func:`export_end2end` writes it to ONNX with the standard
     images (N, 3, H, W) uint8, the config's channel order (BGR for mmdet's loading)
       -> preprocess -> backbone / neck / head -> pred maps (N, B * (5 + C), h, w) per level
       -> decode: sigmoid xy, exp wh x anchors; objectness, class scores (sigmoid)
-      -> keep: objectness >= conf_thr, class score > score_thr, top nms_pre class scores,
-         box sides > min_bbox_size; score = objectness x class score
+      -> keep: objectness >= conf_thr, class score > score_thr, top nms_pre class scores
+         (sought among the nms_pre anchors whose best class score ranks highest: the
+         same pairs, without work on every anchor and class), box sides > min_bbox_size;
+         score = objectness x class score
       -> NonMaxSuppression per class (iou_threshold) -> top max_per_img by score
     num_dets (N,) int64, boxes (N, K, 4) x1 y1 x2 y2 in input pixels (not clipped, as
     mmdet's YOLOv3), scores (N, K), labels (N, K) int64; K = max_per_img, zeros past
@@ -31,6 +33,7 @@ LiteRT's ``NON_MAX_SUPPRESSION_V4``, one per class; static shapes) run it;
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -125,6 +128,9 @@ class End2End(nn.Module):
             mmengine ``ImgDataPreprocessor`` (mmdet's ``DetDataPreprocessor``).
         test_cfg: The selection settings; by default the head's ``test_cfg``. ``nms`` must
             be plain NMS (``type='nms'``), ``max_per_img`` positive.
+        dynamic: Trace for inputs of any size: the ``nms_pre`` cut stays in the graph even
+            where the traced input has fewer anchors (:func:`export_end2end` sets it for
+            ``dynamic`` exports). Either way the detections are the same.
 
     Example:
         >>> import torch
@@ -138,7 +144,8 @@ class End2End(nn.Module):
         (torch.Size([2]), torch.Size([2, 100, 4]), torch.Size([2, 100]), torch.Size([2, 100]))
     """
 
-    def __init__(self, detector: nn.Module, test_cfg: Optional[dict] = None) -> None:
+    def __init__(self, detector: nn.Module, test_cfg: Optional[dict] = None,
+                 dynamic: bool = False) -> None:
         super().__init__()
         head = getattr(detector, 'bbox_head', None)
         if not isinstance(head, YOLOV3Head):
@@ -175,6 +182,7 @@ class End2End(nn.Module):
         self.min_bbox_size = float(cfg.get('min_bbox_size', -1))
         self.iou_threshold = float(nms['iou_threshold'])
         self.max_per_img = max_per_img
+        self.dynamic = dynamic
 
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 images as the detector's input: channels flipped, normalized."""
@@ -187,8 +195,13 @@ class End2End(nn.Module):
         """Boxes (N, A, 4), objectness (N, A) and class scores (N, A, C) of every anchor,
         levels in the head's order, anchors as mmdet's ``grid_priors`` orders them (row,
         column, base anchor)."""
+        boxes, objectness, class_logits = self._decode(pred_maps)
+        return boxes, objectness, class_logits.sigmoid()
+
+    def _decode(self, pred_maps: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`decode`, with the class scores' logits (before their sigmoid)."""
         head = self.head
-        boxes, objectness, scores = [], [], []
+        boxes, objectness, logits = [], [], []
         for level, (pred, stride) in enumerate(zip(pred_maps, head.featmap_strides)):
             n, _, h, w = pred.shape
             pred = pred.permute(0, 2, 3, 1).reshape(n, -1, head.num_attrib)  # (N, h*w*B, 5+C)
@@ -201,36 +214,83 @@ class End2End(nn.Module):
             deltas = torch.cat([pred[..., :2].sigmoid(), pred[..., 2:4]], -1)
             boxes.append(head.bbox_coder.decode(anchors, deltas, stride))
             objectness.append(pred[..., 4].sigmoid())
-            scores.append(pred[..., 5:].sigmoid())
-        return torch.cat(boxes, 1), torch.cat(objectness, 1), torch.cat(scores, 1)
+            logits.append(pred[..., 5:])
+        return torch.cat(boxes, 1), torch.cat(objectness, 1), torch.cat(logits, 1)
+
+    def _select(self, boxes: Tensor, objectness: Tensor, class_logits: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """mmdet's selection (``YOLOV3Head.predict_by_feat``, ``filter_scores_and_topk``,
+        ``_bbox_post_process``) as masks over the pairs (candidate, class), where the
+        candidates are anchors: the boxes (N, S, 4) and scores (N, C, S) that NMS sees
+        (objectness x class score where a pair is kept, -1 elsewhere), the same scores as
+        (N, C*S), and each candidate's row in ``boxes.reshape(-1, 4)`` (N, S).
+
+        With ``nms_pre`` below the number of anchors (or a dynamic graph), the candidates
+        are the ``nms_pre`` anchors whose best class score ranks highest among those that
+        pass the thresholds. They hold the ``nms_pre`` best pairs (an anchor whose best pair
+        ranks below ``nms_pre`` other anchors' best pairs has none in the top ``nms_pre``),
+        so this selects what mmdet does among all A x C pairs at a fraction of the cost:
+        the work on every anchor and class is one max over the class logits (the sigmoid
+        is increasing). Otherwise every anchor is a candidate.
+
+        Candidate 0 is a sink: no box, no score. Static-shape runtimes pad
+        ``NonMaxSuppression``'s output with (0, 0, 0) rows (onnx2tf's LiteRT graph: C x
+        ``max_per_img`` rows), which land there and change nothing, whether a scatter
+        overwrites or adds repeated indices. Tensors after a gather stay 2-D but NMS's
+        inputs: onnx2tf mistakes the layout of 3-D ones (a transpose, a 3-D index, a
+        reshape of NMS's scores, gathered boxes gathered again)."""
+        n, num_anchors, num_classes = class_logits.shape
+        device = class_logits.device
+        k = self.nms_pre
+        # Which anchors pass objectness, and the candidates: anchor indices and a rank
+        # (below -0.5: not a candidate).
+        passed = (objectness >= self.conf_thr if self.conf_thr > 0
+                  else torch.ones_like(objectness, dtype=torch.bool))
+        if k > 0 and (self.dynamic or k < num_anchors):
+            best = class_logits.amax(-1).sigmoid()  # (N, A)
+            ranked = torch.where((best > self.score_thr) & passed, best, -1.0)
+            # k columns more, so that k entries exist for any input size; those (and
+            # anchors that did not pass) rank below -0.5, their index taken mod A.
+            ranked = torch.cat([ranked, ranked.new_full((1, k), -2.0).expand(n, -1)], 1)
+            ranked, top = ranked.topk(k, dim=1)  # (N, k)
+            top = top % num_anchors
+        else:  # every anchor
+            ranked = torch.where(passed, 0.0, -1.0)
+            top = torch.arange(num_anchors, device=device)[None].expand(n, -1)
+        ranked = torch.cat([ranked.new_full((1, 1), -2.0).expand(n, -1), ranked], 1)  # sink
+        rows = (torch.cat([top.new_zeros((1, 1)).expand(n, -1), top], 1)
+                + torch.arange(n, device=device)[:, None] * num_anchors)  # (N, S)
+        slots = rows.shape[1]
+        # (N, C*S), class-major: pair (c, j) is column c*S + j. A Gather of columns, not
+        # a Tile (onnx2tf misreads Tile's repeats here).
+        column = torch.arange(num_classes * slots, device=device)
+
+        def tile(t: Tensor) -> Tensor:
+            return t[:, column % slots]
+
+        pairs = tile(rows * num_classes) + (column // slots)[None]
+        cls_scores = class_logits.reshape(-1)[pairs].sigmoid()
+        keep = (cls_scores > self.score_thr) & (tile(ranked) > -0.5)
+        if k > 0 and (self.dynamic or k < num_classes * num_anchors):
+            # the nms_pre highest class scores among those kept: TopK, not a sort of all
+            # the scores (a sort was 2/3 of the graph's time)
+            chosen = torch.where(keep, cls_scores, -1.0).topk(k, dim=1)[1]
+            keep = keep & (torch.zeros_like(cls_scores).scatter(1, chosen, 1.0) > 0)
+        if self.min_bbox_size >= 0:  # read before any gather of boxes; after the cut
+            large = (boxes[..., 2:] - boxes[..., :2] > self.min_bbox_size).all(-1)
+            keep = keep & (tile(large.float().reshape(-1)[rows]) > 0.5)
+        scores = torch.where(keep, cls_scores * tile(objectness.reshape(-1)[rows]), _DROPPED)
+        return (boxes.reshape(-1, 4)[rows.flatten()].view(n, -1, 4),
+                scores.view(n, num_classes, slots), scores, rows)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         (pred_maps, ) = self.detector(self.preprocess(images), mode='tensor')
-        boxes, objectness, cls_scores = self.decode(pred_maps)
-        n, num_anchors, num_classes = cls_scores.shape
-        # mmdet's selection (YOLOV3Head.predict_by_feat, filter_scores_and_topk,
-        # _bbox_post_process), as masks over (anchor, class) pairs.
-        keep = cls_scores > self.score_thr
-        if self.conf_thr > 0:
-            keep = keep & (objectness >= self.conf_thr)[..., None]
-        if self.nms_pre > 0:  # the nms_pre highest class scores among those kept
-            ranked = torch.where(keep, cls_scores, -1.0).flatten(1)  # (N, A*C)
-            # TopK, not a sort of all A*C scores (a sort was 2/3 of the graph's time at
-            # 320); nms_pre columns more, so that k entries exist for any input size.
-            ranked = torch.cat([ranked, ranked.new_full((1, self.nms_pre), -2.0)
-                                .expand(n, -1)], 1)
-            top = ranked.topk(self.nms_pre, dim=1)[1]
-            chosen = torch.zeros_like(ranked).scatter(1, top, 1.0)[:, :num_anchors * num_classes]
-            keep = keep & (chosen > 0).view_as(keep)
-        if self.min_bbox_size >= 0:
-            wh = boxes[..., 2:] - boxes[..., :2]
-            keep = keep & (wh > self.min_bbox_size).all(-1, keepdim=True)
-        scores = torch.where(keep, cls_scores * objectness[..., None], _DROPPED)
-        scores = scores.transpose(1, 2)  # (N, C, A)
-        selected = NonMaxSuppression.apply(boxes, scores, self.max_per_img,
+        boxes, objectness, class_logits = self._decode(pred_maps)
+        candidates, scores, flat, rows = self._select(boxes, objectness, class_logits)
+        n, _, num_anchors = scores.shape
+        selected = NonMaxSuppression.apply(candidates, scores, self.max_per_img,
                                            self.iou_threshold, _SCORE_THRESHOLD)
         # The selected scores at their (class, anchor) place, -1 elsewhere; the top K.
-        flat = scores.reshape(n, -1)  # (N, C*A)
         place = selected[:, 1] * num_anchors + selected[:, 2]
         dense = torch.full_like(flat, _DROPPED)
         dense[selected[:, 0], place] = flat[selected[:, 0], place]
@@ -239,8 +299,10 @@ class End2End(nn.Module):
                            .expand(n, -1)], 1)
         top_scores, top = dense.topk(self.max_per_img, dim=1)  # (N, K), by decreasing score
         found = top_scores > _SCORE_THRESHOLD
-        # One flat gather of rows (no expanded index: onnx2tf mistakes its layout).
-        rows = top % num_anchors + torch.arange(n, device=top.device)[:, None] * num_anchors
+        # One flat gather of the decoded boxes' rows (no expanded index, no gather of
+        # gathered boxes: onnx2tf mistakes their layout).
+        rows = rows.reshape(-1)[top % num_anchors
+                                + torch.arange(n, device=top.device)[:, None] * num_anchors]
         top_boxes = boxes.reshape(-1, 4)[rows.flatten()].view(n, -1, 4)
         return (found.sum(1),
                 torch.where(found[..., None], top_boxes, 0.0),
@@ -361,6 +423,9 @@ def export_end2end(detector: nn.Module,
         raise ValueError(f'runtime {rt.name!r} runs {"/".join(rt.suffixes)} files, got '
                          f'{os.fspath(path)!r}')
     module = detector if isinstance(detector, End2End) else End2End(detector)
+    if dynamic and not module.dynamic:  # the same detections, traced for any size
+        module = copy.copy(module)
+        module.dynamic = True
     height, width = (int(s) for s in shape)
     divisor = module.pad_size_divisor
     if divisor > 1 and (height % divisor or width % divisor):

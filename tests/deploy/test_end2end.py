@@ -124,6 +124,22 @@ def test_end2end_equals_mmdet_predict(name, request):
         assert_same_detections(folded(x), expected, box_tol=1e-2)
 
 
+@pytest.mark.parametrize('dynamic', [False, True])
+def test_end2end_fewer_anchors_than_nms_pre(dense, dynamic):
+    """At 64x96 the head has 378 anchors, fewer than nms_pre (1000): every anchor is a
+    candidate, or (traced for any size) the nms_pre candidates are padded; either way
+    End2End selects what mmdet does."""
+    model = dense
+    x = images(2, 64, 96, seed=3)
+    end2end = End2End(model, dynamic=dynamic)
+    with torch.no_grad():
+        boxes, _, _ = end2end.decode(model(end2end.preprocess(x), mode='tensor')[0])
+        assert boxes.shape[1] == 378 < end2end.nms_pre
+        expected = mmdet_predict(model, x)
+        assert sum(len(r) for r in expected) > 0
+        assert_same_detections(end2end(x), expected, box_tol=1e-4)
+
+
 @pytest.mark.slow
 def test_onnx_end2end_equals_mmdet_predict(dense, dense_onnx):
     x = images(2, seed=1)
