@@ -6,7 +6,7 @@ import torch
 
 from rfcr.deploy.edge import MnnModel, NcnnModel, export_ncnn, export_tensorrt
 from rfcr.deploy.export import OnnxWrapper, detector_wrapper
-from rfcr.deploy.runtime import load_exported
+from rfcr.deploy.runtime import RUNTIMES, load_exported
 from rfcr.tools.export import run as rfcr_export
 from rfcr.utils.config import build_model
 from tests.deploy.test_fold import CONFIG, randomize
@@ -101,3 +101,64 @@ def test_tensorrt_needs_a_gpu(tmp_path, capsys):
     with pytest.raises(RuntimeError, match=r'TensorRT needs a CUDA GPU'):
         export_tensorrt(conv, (torch.rand(1, 3, 8, 8), ), tmp_path / 'c.engine')
     assert not list(tmp_path.iterdir())
+
+
+class _Pools(torch.nn.Module):
+    """Conv + ReLU6 (range 0..6: MNN then pools in INT8) into tiling max-pools, floor and
+    ceil mode, and one that does not tile (5x5, stride 1, padded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.pools = torch.nn.ModuleList([
+            torch.nn.MaxPool2d(2, 2), torch.nn.MaxPool2d(2, 2, ceil_mode=True),
+            torch.nn.MaxPool2d(4, 4, ceil_mode=True), torch.nn.MaxPool2d(5, 1, 2)])
+
+    def forward(self, x):
+        x = torch.nn.functional.relu6(self.conv(x) * 3 + 3)
+        return tuple(pool(x) for pool in self.pools)
+
+
+def _pools_onnx(tmp_path, shape):
+    from rfcr.deploy.export import export_onnx
+    torch.manual_seed(0)
+    path = tmp_path / 'pools.onnx'
+    export_onnx(_Pools().eval(), (torch.randn(shape), ), path)
+    return path
+
+
+def test_max_pools_as_reduce_max_are_the_same_maximum(tmp_path):
+    """quantize_mnn's rewrite of tiling max-pools: bit for bit the same in ONNX Runtime, at
+    an odd size in floor and ceil mode; the pool that does not tile is left alone."""
+    import numpy as np
+    import onnx
+
+    from rfcr.deploy.edge import _max_pools_as_reduce_max
+    path = _pools_onnx(tmp_path, (1, 3, 13, 11))
+    graph = onnx.load(path)
+    assert len(_max_pools_as_reduce_max(graph)) == 3
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count('MaxPool') == 1 and ops.count('ReduceMax') == 3
+    onnx.save(graph, tmp_path / 'rewritten.onnx')
+    x = torch.randn(1, 3, 13, 11)
+    for a, b in zip(load_exported(path)(x), load_exported(tmp_path / 'rewritten.onnx')(x)):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not RUNTIMES['mnn'].available(), reason='needs MNN')
+def test_mnn_int8_max_pool_after_relu6(tmp_path):
+    """MNN's INT8 file of Conv + ReLU6 -> max-pools stays near FP32 (MNN's own x86 INT8
+    max-pool was off by 1.4x the largest output here; quantize_mnn takes those maxima as
+    ReduceMax, in FP32 between INT8 tensors)."""
+    from rfcr.deploy.edge import mnn_op_counts, quantize_mnn
+    path = _pools_onnx(tmp_path, (1, 3, 32, 32))
+    batches = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+               for i in range(8)]
+    quantize_mnn(path, tmp_path / 'int8.mnn', batches)
+    ops = mnn_op_counts(tmp_path / 'int8.mnn')
+    assert ops['Convolution (INT8)'] == 1, ops
+    fp32, int8 = load_exported(path), load_exported(tmp_path / 'int8.mnn', threads=1)
+    for x in batches[:2]:
+        for a, b in zip(fp32(x), int8(x)):
+            assert abs(a - b).max() <= 0.1 * abs(a).max()
