@@ -1,5 +1,6 @@
 import logging
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +16,35 @@ def _seed():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+class _CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is now (pytest's capture of the
+    running test), so that a logger made in one test never writes to a stream pytest
+    closed after it."""
+
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+
+def _point_loggers_at_current_stderr():
+    for logger in list(MMLogger._instance_dict.values()) + [logging.getLogger('mmengine')]:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.stream = _CurrentStderr()  # setStream would flush the old one
+
+
+@pytest.fixture(autouse=True)
+def _loggers_write_to_current_stderr():
+    """mmengine's loggers live across tests, their stream handlers bound to the stream
+    of the test (or fixture) that made them: before and after every test, point them at
+    the running test's stderr."""
+    _point_loggers_at_current_stderr()
+    yield
+    _point_loggers_at_current_stderr()
 
 
 @pytest.fixture

@@ -73,19 +73,6 @@ def d(tmp_path_factory):
     return d
 
 
-@pytest.fixture(autouse=True)
-def _loggers_write_to_this_tests_stderr(capsys):
-    """mmengine's loggers live across tests, their stream handlers bound to the stderr of
-    the test that made them (pytest closes it after): point them at this test's."""
-    import logging
-    from mmengine.logging import MMLogger
-    for logger in list(MMLogger._instance_dict.values()) + [logging.getLogger('mmengine')]:
-        for handler in logger.handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.stream = sys.stderr  # setStream would flush the closed one
-    yield
-
-
 WORK = ['--work-dir', '{d}/work']
 NO_DATA = ['--cfg-options', 'test_dataloader.dataset.data_root={d}/nodata/',
            'train_dataloader.dataset.data_root={d}/nodata/']
