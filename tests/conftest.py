@@ -18,33 +18,33 @@ def _seed():
     yield
 
 
-class _CurrentStderr:
-    """A stream that writes to whatever ``sys.stderr`` is now (pytest's capture of the
-    running test), so that a logger made in one test never writes to a stream pytest
-    closed after it."""
+class _CurrentStdout:
+    """A stream that writes to whatever ``sys.stdout`` is now (pytest's capture of the
+    running test; mmengine's loggers write to stdout), so that a logger made in one test
+    never writes to a stream pytest closed after it."""
 
     def write(self, text):
-        return sys.stderr.write(text)
+        return sys.stdout.write(text)
 
     def flush(self):
-        sys.stderr.flush()
+        sys.stdout.flush()
 
 
-def _point_loggers_at_current_stderr():
+def _point_loggers_at_current_stdout():
     for logger in list(MMLogger._instance_dict.values()) + [logging.getLogger('mmengine')]:
         for handler in logger.handlers:
             if type(handler) is logging.StreamHandler:
-                handler.stream = _CurrentStderr()  # setStream would flush the old one
+                handler.stream = _CurrentStdout()  # setStream would flush the old one
 
 
 @pytest.fixture(autouse=True)
-def _loggers_write_to_current_stderr():
+def _loggers_write_to_current_stdout():
     """mmengine's loggers live across tests, their stream handlers bound to the stream
     of the test (or fixture) that made them: before and after every test, point them at
-    the running test's stderr."""
-    _point_loggers_at_current_stderr()
+    the running test's stdout."""
+    _point_loggers_at_current_stdout()
     yield
-    _point_loggers_at_current_stderr()
+    _point_loggers_at_current_stdout()
 
 
 @pytest.fixture
